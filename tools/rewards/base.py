@@ -1,0 +1,62 @@
+"""The reward-model protocol: step scores (PRM) and outcome scores (ORM), and the chain reward.
+
+Every backend scores a chain's steps with one probability each (`score_steps`) and the whole
+solution with one probability (`score_outcome`). `chain_reward` is the single place where the
+MAgICoRe reward `R = ORM + prod(step scores)` is computed. Imports nothing from agents/graphs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+
+def chain_reward(orm: float, step_scores: Sequence[float]) -> float:
+    """MAgICoRe's chain reward: the outcome score plus the product of the step scores.
+
+    A chain without steps has product 0 (nothing was verified), as a chain with no parsable
+    answer gets step score 0 in the reference method.
+    """
+    prm = math.prod(step_scores) if step_scores else 0.0
+    return float(orm) + float(prm)
+
+
+def _run_sync(coro):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    raise RuntimeError(
+        "called a synchronous reward-model method inside a running event loop; "
+        "await the a-prefixed method (ascore_steps / ascore_outcome) instead"
+    )
+
+
+class RewardModel(ABC):
+    """A step-wise (PRM) and outcome (ORM) scorer.
+
+    Subclasses implement the async methods; the synchronous ones wrap them. Scores are
+    probabilities in [0, 1]: one per step, one per solution.
+    """
+
+    #: Short name used in reports and traces, e.g. "verifier" or "judge(SmolLM2-135M)".
+    name: str = "reward"
+
+    @abstractmethod
+    async def ascore_steps(self, question: str, steps: Sequence[str]) -> list[float]:
+        """One score in [0, 1] per step, in order."""
+
+    @abstractmethod
+    async def ascore_outcome(self, question: str, solution: str) -> float:
+        """One score in [0, 1] for the whole solution."""
+
+    def score_steps(self, question: str, steps: Sequence[str]) -> list[float]:
+        return _run_sync(self.ascore_steps(question, steps))
+
+    def score_outcome(self, question: str, solution: str) -> float:
+        return _run_sync(self.ascore_outcome(question, solution))
+
+    async def aclose(self) -> None:
+        """Release connections; a no-op unless the backend holds any."""
