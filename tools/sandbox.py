@@ -1,0 +1,384 @@
+"""Run untrusted, model-generated Python in a throw-away sandbox and report what happened.
+
+Hand-written: no well-kept library sandboxes a Python snippet with namespaces and rlimits
+without a daemon or a container runtime (bubblewrap and nsjail are C programs to install, Docker
+and gVisor need a daemon, RestrictedPython restricts the language, not the process). The child
+side lives in `_sandbox_setup.py`; docs/sandbox.md says what is and is not protected.
+Imports only the standard library, langchain_core and magicore.tools.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import marshal
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from magicore.tools.errors import InputError, SetupError
+
+NOBODY = 65534
+WORKDIR_MB = 64  # size of the sandbox's writable /tmp (memory-backed, gone afterwards)
+FILE_MB = 16  # RLIMIT_FSIZE
+OPEN_FILES = 256  # RLIMIT_NOFILE
+KILL_AFTER_EXCESS = 1 << 20  # output bytes past the bound after which the program is killed
+GRACE_S = 2.0  # how long to wait for the pipes to close once the program is gone
+ALWAYS = ("rlimits", "no-new-privs", "empty-env", "temp-dir", "isolated-mode")
+NAMESPACES = ("user-namespace", "network-namespace", "pid-namespace", "ipc-namespace")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Which layers to build; chosen once per process by probing (see `_probe_mode`)."""
+
+    uid: int | None  # drop to this uid (only when running as root)
+    userns: bool  # user + network + pid + ipc + uts namespaces
+    mountns: bool  # private read-only root with only the system and Python directories
+
+    @property
+    def protections(self) -> tuple[str, ...]:
+        layers = NAMESPACES if self.userns else ()
+        layers += ("mount-namespace",) if self.mountns else ()
+        layers += ("unprivileged-uid",) if self.uid is not None else ()
+        return layers + ALWAYS
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What the program did. Hostile behaviour shows here (timed_out, signal...), never as an error."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None  # None when the program was killed by a signal
+    signal: str | None  # e.g. "SIGKILL", "SIGSEGV", "SIGXCPU"
+    timed_out: bool
+    output_limit_hit: bool  # killed because it printed far more than max_output_bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_s: float
+    protections: tuple[str, ...]
+    timeout: float
+    memory_mb: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.output_limit_hit
+
+    def summary(self) -> str:
+        """One short line for a user or a model: what ended the program."""
+        if self.timed_out:
+            return f"timed out after {self.timeout:g} s"
+        if self.output_limit_hit:
+            return "killed: output limit (printed far more than allowed)"
+        if self.signal == "SIGXCPU":
+            return "killed: CPU time limit"
+        if self.signal is not None:
+            return f"killed by {self.signal}"
+        if self.exit_code and "MemoryError" in self.stderr[-2000:]:
+            return f"failed: memory limit ({self.memory_mb} MB)"
+        return f"exited with code {self.exit_code}"
+
+    def to_text(self) -> str:
+        """The short text a model sees: status, then stdout and stderr."""
+        parts = [f"status: {self.summary()}"]
+        for name, text, cut in (("stdout", self.stdout, self.stdout_truncated),
+                                ("stderr", self.stderr, self.stderr_truncated)):
+            if text or cut:
+                parts.append(f"{name}:\n{text}" + ("\n[... truncated]" if cut else ""))
+        return "\n".join(parts)
+
+
+def run_python(source: str, *, timeout: float = 5.0, memory_mb: int = 512,
+               max_output_bytes: int = 64_000, max_processes: int = 32,
+               stdin: str | None = None) -> ExecutionResult:
+    """Run `source` with `python -I` in the strongest sandbox this machine allows.
+
+    Args:
+        source: the program. timeout: wall-clock seconds, start-up included. memory_mb: address
+            space limit. max_output_bytes: kept per stream. max_processes: processes the program
+            may have at once, itself included. stdin: text fed to the program.
+
+    Raises:
+        InputError: an argument is unusable. SetupError: the sandbox itself could not start.
+    """
+    _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin)
+    if not sys.platform.startswith("linux"):
+        raise SetupError("The Python sandbox needs Linux (namespaces, rlimits, pidfd).")
+    return _execute(_probe_mode(), source, timeout, memory_mb, max_output_bytes, max_processes, stdin)
+
+
+async def arun_python(source: str, *, timeout: float = 5.0, memory_mb: int = 512,
+                      max_output_bytes: int = 64_000, max_processes: int = 32,
+                      stdin: str | None = None) -> ExecutionResult:
+    """`run_python` in a worker thread, so many programs can run at once from async code.
+    A cancelled caller does not stop the program early; the timeout still bounds it."""
+    return await asyncio.to_thread(run_python, source, timeout=timeout, memory_mb=memory_mb,
+                                   max_output_bytes=max_output_bytes, max_processes=max_processes,
+                                   stdin=stdin)
+
+
+def sandbox_capabilities() -> tuple[str, ...]:
+    """The protection layers active on this machine (probed once per process)."""
+    return _probe_mode().protections
+
+
+@lru_cache(maxsize=1)
+def _setup_source() -> str:
+    return (Path(__file__).with_name("_sandbox_setup.py")).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)  # two threads racing here both probe; harmless
+def _probe_mode() -> Mode:
+    """The strongest layers that work here: tried once, strongest first, with a tiny program.
+    The child refuses to run rather than silently skip a layer it was asked for."""
+    root = os.geteuid() == 0
+    candidates = [Mode(NOBODY if root else None, True, True), Mode(NOBODY if root else None, True, False)]
+    candidates += [Mode(NOBODY, False, False)] if root else []
+    for mode in candidates:
+        try:
+            res = _execute(mode, "print('ok')", 10.0, 256, 1000, 4, None)
+        except (SetupError, OSError):
+            continue
+        if res.exit_code == 0 and res.stdout == "ok\n":
+            return mode
+    return Mode(None, False, False)
+
+
+def _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin) -> None:
+    if not isinstance(source, str):
+        raise InputError("The code to run must be a string.")
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise InputError(f"The timeout must be a positive number of seconds, not {timeout!r}.")
+    if not (isinstance(memory_mb, int) and memory_mb >= 32):
+        raise InputError(f"The memory limit must be at least 32 MB, not {memory_mb!r}.")
+    if not (isinstance(max_output_bytes, int) and max_output_bytes >= 0):
+        raise InputError(f"max_output_bytes must be a non-negative integer, not {max_output_bytes!r}.")
+    if not (isinstance(max_processes, int) and max_processes >= 1):
+        raise InputError(f"max_processes must be at least 1, not {max_processes!r}.")
+    if stdin is not None and not isinstance(stdin, str):
+        raise InputError("stdin must be a string or None.")
+    for text in (source, stdin or ""):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError("The code and stdin must be valid Unicode text.") from None
+
+
+def _layout() -> tuple[list[str], list[tuple[str, str]]]:
+    """Host directories shown read-only in the sandbox (system + this interpreter), and symlinks.
+    Derived at run time: Python may live anywhere (pyenv under /root, a venv in the project)."""
+    binds, links = [], []
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
+        if os.path.islink(d):
+            links.append((d, os.readlink(d)))
+        elif os.path.isdir(d):
+            binds.append(d)
+    exe_prefix = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, exe_prefix}
+    for p in sorted(os.path.abspath(p) for p in prefixes):
+        if os.path.isdir(p) and not any(p == b or p.startswith(b.rstrip("/") + "/") for b in binds):
+            binds.append(p)
+    return binds, links
+
+
+def _config(mode: Mode, source: str, tmp: str | None, timeout: float, memory_mb: int,
+            max_processes: int) -> dict[str, Any]:
+    binds, links = _layout()
+    cwd = "/tmp" if mode.mountns else os.path.join(tmp, "work")
+    cpu = math.ceil(timeout) + 1
+    nproc = max_processes + (2 if mode.userns else 0)  # the set-up and init processes count too
+    rlimits = [("RLIMIT_AS", memory_mb << 20, memory_mb << 20), ("RLIMIT_CPU", cpu, cpu + 1),
+               ("RLIMIT_FSIZE", FILE_MB << 20, FILE_MB << 20), ("RLIMIT_CORE", 0, 0),
+               ("RLIMIT_NOFILE", OPEN_FILES, OPEN_FILES), ("RLIMIT_NPROC", nproc, nproc)]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd, "TMPDIR": cwd,
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {"uid": mode.uid, "gid": mode.uid, "userns": mode.userns, "mountns": mode.mountns,
+            "host_pid": os.getpid(), "python": sys.executable, "binds": binds, "symlinks": links,
+            "source": source, "workdir_mb": WORKDIR_MB, "cwd": cwd, "env": env, "rlimits": rlimits,
+            "script": "/sandbox/main.py" if mode.mountns else os.path.join(tmp, "main.py")}
+
+
+def _fill_tmp(tmp: str | None, mode: Mode, source: str) -> None:
+    """Without a mount namespace the program needs a host directory; with one, it gets a tmpfs."""
+    if tmp is None:
+        return
+    os.chmod(tmp, 0o755)
+    Path(tmp, "main.py").write_text(source, encoding="utf-8")
+    os.mkdir(os.path.join(tmp, "work"), 0o700)
+    if mode.uid is not None:
+        os.chown(os.path.join(tmp, "work"), mode.uid, mode.uid)
+
+
+class _Capture:
+    """Keeps the first `limit` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.data, self.total = limit, bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def _feed(pipe: Any, data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (OSError, ValueError):  # the program closed stdin or is gone: its business
+        pass
+
+
+def _execute(mode: Mode, source: str, timeout: float, memory_mb: int, max_output_bytes: int,
+             max_processes: int, stdin: str | None) -> ExecutionResult:
+    start = time.monotonic()
+    deadline = start + timeout
+    tmp = None if mode.mountns else tempfile.mkdtemp(prefix="magicore-sandbox-")
+    try:
+        _fill_tmp(tmp, mode, source)
+        proc, status_r = _spawn(_config(mode, source, tmp, timeout, memory_mb, max_processes), stdin)
+        out, err, status, reason = _collect(proc, status_r, deadline, max_output_bytes, mode.userns)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    errors = [line[2:] for line in status.splitlines() if line.startswith("E ")]
+    if errors:
+        raise SetupError(f"The Python sandbox could not start ({errors[0]}).")
+    waits = [int(line[2:]) for line in status.splitlines() if line.startswith("S ")]
+    code = os.waitstatus_to_exitcode(waits[0]) if waits else proc.returncode
+    if reason and not waits:
+        code = -signal.SIGKILL
+    return ExecutionResult(
+        stdout=out.text(), stderr=err.text(), exit_code=code if code >= 0 else None,
+        signal=signal.Signals(-code).name if code < 0 else None, timed_out=reason == "timeout",
+        output_limit_hit=reason == "output", stdout_truncated=out.total > len(out.data),
+        stderr_truncated=err.total > len(err.data), duration_s=time.monotonic() - start,
+        protections=mode.protections, timeout=timeout, memory_mb=memory_mb)
+
+
+def _spawn(config: dict[str, Any], stdin: str | None) -> tuple[subprocess.Popen, int]:
+    status_r, status_w = os.pipe()
+    config_fd = os.memfd_create("magicore-sandbox-config")
+    try:
+        with open(config_fd, "wb", closefd=False) as f:
+            marshal.dump(config, f)  # same interpreter on both sides; cheaper to load than JSON
+        os.lseek(config_fd, 0, os.SEEK_SET)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _setup_source(), str(config_fd), str(status_w)],
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, pass_fds=(config_fd, status_w), cwd="/",
+            env={"LANG": "C.UTF-8"}, start_new_session=True)
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        os.close(config_fd)
+        os.close(status_w)
+    if stdin is not None:
+        threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True).start()
+    return proc, status_r
+
+
+def _collect(proc: subprocess.Popen, status_r: int, deadline: float, max_output_bytes: int,
+             gentle: bool) -> tuple[_Capture, _Capture, str, str | None]:
+    """Read both streams as they come, keeping at most the bound; stop the program at the
+    deadline or when its output runs far past the bound. Returns once the process tree is gone.
+
+    With namespaces the stop is a SIGTERM to the set-up process, which SIGKILLs init (and so the
+    whole pid namespace) and reaps it, so no zombie is left behind; SIGKILL to the group follows
+    if that has not worked within GRACE_S. Without namespaces the group is SIGKILLed at once."""
+    out, err = _Capture(max_output_bytes), _Capture(max_output_bytes)
+    status, reason, ending_since, hard = bytearray(), None, None, False
+    pidfd = os.pidfd_open(proc.pid)
+    sel = selectors.DefaultSelector()
+    for fd, what in ((proc.stdout.fileno(), out), (proc.stderr.fileno(), err), (status_r, status), (pidfd, None)):
+        sel.register(fd, selectors.EVENT_READ, what)
+
+    def kill(hard_now: bool) -> None:
+        try:  # safe from pid reuse: proc is not reaped before the end
+            os.killpg(proc.pid, signal.SIGKILL) if hard_now else os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if ending_since is None and now >= deadline:
+                reason, ending_since = "timeout", now
+                kill(hard_now=not gentle)
+            if ending_since is not None and now >= ending_since + GRACE_S:
+                if hard:
+                    break  # only a process outside the group holds a pipe; stop waiting for it
+                kill(hard_now=True)
+                hard, ending_since = True, now
+            limit = deadline if ending_since is None else ending_since + GRACE_S
+            for key, _ in sel.select(max(0.0, limit - now)):
+                if key.data is None:  # the set-up process exited: kill leftovers in its group
+                    sel.unregister(pidfd)
+                    kill(hard_now=True)
+                    hard, ending_since = True, ending_since or now
+                    continue
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fd)
+                elif key.data is status:
+                    status += chunk[: 4096 - len(status)]
+                else:
+                    key.data.add(chunk)
+                    if key.data.total > max_output_bytes + KILL_AFTER_EXCESS and ending_since is None:
+                        reason, ending_since = "output", time.monotonic()
+                        kill(hard_now=not gentle)
+    finally:
+        sel.close()
+        os.close(pidfd)
+        os.close(status_r)
+        kill(hard_now=True)
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr, proc.stdin):
+            if pipe is not None:
+                pipe.close()
+    return out, err, status.decode(errors="replace"), reason
+
+
+class _CodeInput(BaseModel):
+    code: str = Field(description="A complete Python 3 program; print the results you need.")
+
+
+class PythonSandboxTool(BaseTool):
+    """LangChain tool: runs the model's code in the sandbox and answers with status and output."""
+
+    name: str = "run_python"
+    description: str = ("Run a Python 3 program in an isolated sandbox (no network, no files kept, "
+                        "time and memory limits) and return its exit status, stdout and stderr.")
+    args_schema: type[BaseModel] = _CodeInput
+    timeout: float = 5.0
+    memory_mb: int = 512
+    max_output_bytes: int = 16_000
+
+    def _limits(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "memory_mb": self.memory_mb,
+                "max_output_bytes": self.max_output_bytes}
+
+    def _run(self, code: str, run_manager: Any = None) -> str:
+        return run_python(code, **self._limits()).to_text()
+
+    async def _arun(self, code: str, run_manager: Any = None) -> str:
+        return (await arun_python(code, **self._limits())).to_text()
