@@ -1,0 +1,172 @@
+"""Model specs and the chat-model factory: one string picks the backend every role talks to.
+
+Spec grammar (documented in README.md):
+
+    embedded                         SmolLM2-135M-Instruct, served locally by llama-cpp-python
+    embedded:/path/to/model.gguf     any GGUF chat model, served locally by llama-cpp-python
+    openai:MODEL                     the OpenAI API (key from OPENAI_API_KEY)
+    [PROVIDER:]MODEL@URL             any OpenAI-compatible server at URL (vLLM, llama.cpp, Ollama,
+                                     SGLang); PROVIDER (vllm, llamacpp, ollama, sglang, openai)
+                                     only names it in traces
+    [PROVIDER:]URL                   the same, using the one model the server lists
+
+The spec comes from the CLI's `--model`, else the MAGICORE_MODEL environment variable, else the
+Python argument, else "embedded". The API key comes from MAGICORE_API_KEY, else OPENAI_API_KEY.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+
+from magicore.tools.errors import InputError, ModelError
+
+DEFAULT_SPEC = "embedded"
+ENV_VAR = "MAGICORE_MODEL"
+PROVIDERS = ("embedded", "openai", "vllm", "llamacpp", "ollama", "sglang")
+OPENAI_URL = "https://api.openai.com/v1"
+
+Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec. `model` is None when the server is to be asked which it serves."""
+
+    provider: str
+    model: str | None = None
+    base_url: str | None = None
+    gguf_path: str | None = None
+
+    def __str__(self) -> str:
+        if self.provider == "embedded":
+            return "embedded" + (f":{self.gguf_path}" if self.gguf_path else "")
+        target = f"{self.model}@{self.base_url}" if self.model else self.base_url
+        if self.provider == "openai" and self.base_url == OPENAI_URL:
+            target = self.model
+        return f"{self.provider}:{target}"
+
+
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse a model spec string (grammar in the module docstring)."""
+    raw = (spec or "").strip()
+    if not raw:
+        raise InputError("the model spec is empty; use 'embedded' or MODEL@URL (see README)")
+    if raw == "embedded":
+        return ModelSpec("embedded")
+    provider, rest = None, raw
+    head, sep, tail = raw.partition(":")
+    if sep and head.lower() in PROVIDERS and not tail.startswith("//"):
+        provider, rest = head.lower(), tail.strip()
+    if provider == "embedded":
+        if not rest.endswith(".gguf"):
+            raise InputError(f"'{raw}': an embedded model is a path to a .gguf file")
+        return ModelSpec("embedded", gguf_path=os.path.expanduser(rest))
+    if _URL.match(rest):
+        return ModelSpec(provider or "openai-compatible", None, rest.rstrip("/"))
+    model, at, url = rest.rpartition("@")
+    if at:
+        if not model or not _URL.match(url):
+            raise InputError(f"'{raw}' is not a model spec: expected MODEL@http(s)://HOST:PORT/v1")
+        return ModelSpec(provider or "openai-compatible", model, url.rstrip("/"))
+    if provider == "openai":
+        return ModelSpec("openai", rest, OPENAI_URL)
+    raise InputError(
+        f"unknown model spec '{raw}': use 'embedded', 'embedded:FILE.gguf', 'openai:MODEL', "
+        "'MODEL@URL' or a server URL such as http://localhost:8000/v1"
+    )
+
+
+def resolve_spec(cli: str | None = None, python_arg: str | ModelSpec | None = None) -> ModelSpec:
+    """The spec in effect: `--model`, then $MAGICORE_MODEL, then the Python argument, then
+    'embedded'."""
+    for candidate in (cli, os.environ.get(ENV_VAR) or None, python_arg):
+        if isinstance(candidate, ModelSpec):
+            return candidate
+        if candidate:
+            return parse_spec(candidate)
+    return ModelSpec("embedded")
+
+
+def api_key(spec: ModelSpec) -> str:
+    key = os.environ.get("MAGICORE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    if spec.provider == "openai" and spec.base_url == OPENAI_URL and not key:
+        raise InputError("the OpenAI API needs a key: set OPENAI_API_KEY")
+    return key or "not-needed"
+
+
+def list_served_models(base_url: str, key: str, timeout: float) -> list[str]:
+    """The model ids an OpenAI-compatible server lists at /models."""
+    request = urllib.request.Request(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.loads(response.read())
+        return [m["id"] for m in payload.get("data", [])]
+    except urllib.error.HTTPError as e:
+        raise ModelError(f"the model server at {base_url} answered HTTP {e.code} to /models") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ModelError(f"cannot reach the model server at {base_url}: {reason}") from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"the model server at {base_url} sent a malformed /models list") from e
+
+
+def chat_model(
+    spec: str | ModelSpec | None = None,
+    *,
+    timeout: float = 120.0,
+    max_retries: int = 2,
+    max_tokens: int | None = None,
+) -> BaseChatModel:
+    """A LangChain chat model for `spec` (resolved with `resolve_spec` when a string or None).
+
+    The embedded backend starts its local server on first use and shares it between all models
+    made here; it stops when the process exits. `metadata` on the returned model carries
+    `magicore_provider`, `magicore_spec` and `magicore_max_concurrency`, which the rest of
+    magicore reads.
+    """
+    from langchain_openai import ChatOpenAI
+
+    spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
+    if spec.provider == "embedded":
+        from magicore.agents.embedded import embedded_server
+
+        server = embedded_server(spec.gguf_path)
+        base_url, model, key, provider = server.base_url, server.model_name, "embedded", "llama.cpp"
+        # llama-cpp-python's server answers one request at a time; two in flight keep it busy
+        # without stacking requests that would time out while queued.
+        concurrency = 2
+        max_tokens = max_tokens or 1024
+    else:
+        key = api_key(spec)
+        base_url, provider = spec.base_url, spec.provider
+        model = spec.model
+        if model is None:
+            served = list_served_models(base_url, key, timeout=min(timeout, 10.0))
+            if not served:
+                raise ModelError(f"the model server at {base_url} lists no models")
+            model = served[0]
+        concurrency = 16
+    return ChatOpenAI(
+        model=model,
+        base_url=base_url,
+        api_key=key,
+        timeout=timeout,
+        max_retries=max_retries,
+        max_tokens=max_tokens,
+        metadata={
+            "magicore_provider": provider,
+            "magicore_spec": str(spec),
+            "magicore_max_concurrency": concurrency,
+        },
+    )

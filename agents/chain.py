@@ -1,0 +1,55 @@
+"""A reasoning chain: one sampled or refined solution, its parsed steps and answer, its scores.
+
+Chains are plain pydantic models so that they travel through LangGraph state, checkpoints, JSON
+output and traces unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from magicore.tools.answers import extract_answer
+from magicore.tools.rewards.base import chain_reward
+from magicore.tools.steps import split_steps
+
+
+class Chain(BaseModel):
+    """One solution. `answer` is None when the text states no parsable final answer."""
+
+    text: str
+    steps: list[str] = Field(default_factory=list)
+    answer: str | None = None
+    origin: Literal["solver", "refiner"] = "solver"
+    round: int = 0
+    finish_reason: str | None = None
+    step_scores: list[float] | None = None
+    orm: float | None = None
+    parent: int | None = Field(default=None, description="index of the chain this one refines")
+
+    @property
+    def parsed(self) -> bool:
+        return self.answer is not None
+
+    @property
+    def scored(self) -> bool:
+        return self.step_scores is not None and self.orm is not None
+
+    @property
+    def reward(self) -> float:
+        """R = ORM + prod(step scores); a chain with no parsable answer has step score 0."""
+        if not self.scored:
+            raise ValueError("the chain has not been scored yet")
+        steps = self.step_scores if self.parsed else [0.0]
+        return chain_reward(self.orm, steps)
+
+    @classmethod
+    def from_text(cls, text: str, *, choices: str | None = None, **fields) -> Chain:
+        """Parse a completion into steps and a final answer."""
+        return cls(
+            text=text,
+            steps=split_steps(text),
+            answer=extract_answer(text, choices=choices),
+            **fields,
+        )

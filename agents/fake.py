@@ -1,0 +1,117 @@
+"""A scripted fake chat model for exact tests of magicore's logic and of apps that embed it.
+
+`ScriptedFakeChatModel` answers from a list of texts (used in turn) or a function of the
+request, counts tokens as whitespace-separated words, records every request, and can behave
+like a server that ignores `n` (llama.cpp, Ollama) or one that honours it (vLLM, OpenAI).
+It never calls a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+#: A script entry: the completion text, or an exception to raise for that request.
+Reply = str | BaseException
+Responder = Callable[[list[BaseMessage], int], Reply]
+
+
+class ScriptedFakeChatModel(BaseChatModel):
+    """Fake chat model answering from a script.
+
+    Args:
+        responses: texts returned in turn (the last one repeats), or
+        respond: a function `(messages, index) -> text or exception`, index counting completions.
+        honours_n: return n choices for a request with n > 1 (False: one, like llama.cpp).
+        delay: seconds each request takes (asyncio.sleep in async calls).
+        logprob: a function `(text) -> probability` giving the first token's probability, to
+            fake `logprobs` answers for judge tests; absent, no logprobs are returned.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    responses: Sequence[Reply] = Field(default_factory=list)
+    respond: Responder | None = None
+    honours_n: bool = True
+    delay: float = 0.0
+    logprob: Callable[[str], float] | None = None
+    model: str = "scripted-fake"
+    n: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    requests: list[dict[str, Any]] = Field(default_factory=list)
+    _counter: Any = PrivateAttr(default_factory=itertools.count)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-fake"
+
+    def _next(self, messages: list[BaseMessage]) -> Reply:
+        with self._lock:
+            index = next(self._counter)
+        if self.respond is not None:
+            return self.respond(messages, index)
+        if not self.responses:
+            return ""
+        return self.responses[min(index, len(self.responses) - 1)]
+
+    def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
+        n = int(kwargs.get("n") or 1)
+        self.requests.append({"messages": messages, **kwargs})
+        count = n if self.honours_n else 1
+        generations, out_tokens = [], 0
+        for _ in range(count):
+            reply = self._next(messages)
+            if isinstance(reply, BaseException):
+                raise reply
+            out_tokens += len(reply.split())
+            info: dict[str, Any] = {"finish_reason": "stop"}
+            if self.logprob is not None and kwargs.get("logprobs"):
+                info["logprobs"] = {"content": _fake_logprobs(reply, self.logprob(reply))}
+            generations.append(ChatGeneration(message=AIMessage(content=reply), generation_info=info))
+        in_tokens = sum(len(str(m.content).split()) for m in messages)
+        usage = {"prompt_tokens": in_tokens, "completion_tokens": out_tokens}
+        return ChatResult(generations=generations, llm_output={"token_usage": usage, "model_name": self.model})
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        if self.delay:
+            import time
+
+            time.sleep(self.delay)
+        return self._result(messages, kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return self._result(messages, kwargs)
+
+
+def _fake_logprobs(text: str, probability: float) -> list[dict[str, Any]]:
+    import math
+
+    first = (text.split() or [""])[0]
+    p = min(max(probability, 1e-9), 1 - 1e-9)
+    other = "No" if first.lower().startswith("yes") else "Yes"
+    return [
+        {
+            "token": first,
+            "logprob": math.log(p),
+            "top_logprobs": [
+                {"token": first, "logprob": math.log(p)},
+                {"token": other, "logprob": math.log(1 - p)},
+            ],
+        }
+    ]

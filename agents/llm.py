@@ -1,0 +1,227 @@
+"""Every LLM call magicore makes goes through `sample`: n-way sampling, usage, errors.
+
+`sample` asks for n completions in one request where the server honours `n` (vLLM, OpenAI) and
+falls back to bounded concurrent requests where it silently returns one choice (llama.cpp,
+Ollama). Which applies is detected from the first answer, not assumed, and remembered per
+server and model. Server failures become `ModelError` with one readable sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
+from langchain_core.outputs import ChatGeneration
+
+from magicore.tools.errors import ModelError
+
+Messages = Sequence[BaseMessage | tuple[str, str]]
+
+#: Per (server, model): whether `n` is honoured. Absent means not yet known.
+_n_honoured: dict[tuple, bool] = {}
+#: Per event loop and (server, model): the semaphore bounding requests in flight.
+_limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Usage:
+    """What calls cost. `llm_calls` counts completions (an n=k request counts k);
+    `requests` counts HTTP requests."""
+
+    llm_calls: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.llm_calls + other.llm_calls,
+            self.requests + other.requests,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None = None
+    logprobs: list[dict] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def model_key(model: BaseChatModel) -> tuple:
+    """Identifies a model endpoint: class, server URL and model name."""
+    url = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    return (type(model).__name__, str(url), str(name))
+
+
+def model_label(model: BaseChatModel) -> str:
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
+
+
+def _semaphore(model: BaseChatModel) -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    per_loop = _limits.setdefault(loop, {})
+    key = model_key(model)
+    if key not in per_loop:
+        limit = (model.metadata or {}).get("magicore_max_concurrency", 8)
+        per_loop[key] = asyncio.Semaphore(limit)
+    return per_loop[key]
+
+
+def _request_kwargs(model: BaseChatModel, **params: Any) -> dict[str, Any]:
+    """Keep the sampling parameters the model class declares; others would be rejected or lost."""
+    fields = getattr(type(model), "model_fields", {})
+    return {k: v for k, v in params.items() if v is not None and k in fields}
+
+
+def _describe(model: BaseChatModel, error: BaseException) -> str:
+    """One sentence saying what went wrong with a model call."""
+    where = getattr(model, "openai_api_base", None) or model_label(model)
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - langchain-openai depends on openai
+        openai = None
+    if openai is not None:
+        if isinstance(error, openai.APITimeoutError):
+            timeout = getattr(model, "request_timeout", None)
+            return f"the model server at {where} did not answer within {timeout} s (timed out)"
+        if isinstance(error, openai.APIConnectionError):
+            return f"cannot reach the model server at {where}: connection failed"
+        if isinstance(error, openai.APIStatusError):
+            detail = _error_detail(error)
+            return f"the model server at {where} answered HTTP {error.status_code}{detail}"
+        if isinstance(error, openai.APIResponseValidationError):
+            return f"the model server at {where} sent a response that is not a chat completion"
+    if isinstance(error, json.JSONDecodeError):
+        return f"the model server at {where} sent a malformed response ({type(error).__name__})"
+    return f"the model call to {where} failed: {type(error).__name__}: {error}".strip()
+
+
+def _error_detail(error: Any) -> str:
+    body = getattr(error, "body", None)
+    message = ""
+    if isinstance(body, dict):
+        inner = body.get("error")
+        message = body.get("message") or (inner.get("message") if isinstance(inner, dict) else inner)
+    message = " ".join(str(message or getattr(error, "message", "") or "").split())[:200]
+    return f": {message}" if message else ""
+
+
+def _completion(gen: ChatGeneration) -> Completion:
+    info = gen.generation_info or {}
+    message = gen.message
+    text = message.content if isinstance(message.content, str) else str(message.content)
+    logprobs = info.get("logprobs")
+    if isinstance(logprobs, dict):
+        logprobs = logprobs.get("content")
+    return Completion(text=text or "", finish_reason=info.get("finish_reason"), logprobs=logprobs)
+
+
+def _usage(result_llm_output: dict | None, generations: list[ChatGeneration]) -> Usage:
+    usage = Usage(llm_calls=len(generations), requests=1)
+    token_usage = (result_llm_output or {}).get("token_usage") or {}
+    if token_usage:
+        usage.input_tokens = int(token_usage.get("prompt_tokens") or 0)
+        usage.output_tokens = int(token_usage.get("completion_tokens") or 0)
+        return usage
+    for gen in generations[:1]:
+        meta = getattr(gen.message, "usage_metadata", None) if isinstance(gen.message, AIMessage) else None
+        if meta:
+            usage.input_tokens = int(meta.get("input_tokens") or 0)
+    for gen in generations:
+        meta = getattr(gen.message, "usage_metadata", None) if isinstance(gen.message, AIMessage) else None
+        if meta:
+            usage.output_tokens += int(meta.get("output_tokens") or 0)
+    return usage
+
+
+async def _request(model: BaseChatModel, messages: Messages, n: int, params: dict) -> tuple[list[Completion], Usage]:
+    kwargs = _request_kwargs(model, n=n if n > 1 else None, **params)
+    async with _semaphore(model):
+        try:
+            result = await model.agenerate([convert_to_messages(messages)], **kwargs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # every backend raises its own types; the user gets one sentence
+            raise ModelError(_describe(model, error)) from error
+    generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
+    if not generations:
+        raise ModelError(f"the model server at {model_label(model)} returned no completion")
+    return [_completion(g) for g in generations], _usage(result.llm_output, generations)
+
+
+async def sample(
+    model: BaseChatModel,
+    messages: Messages,
+    *,
+    n: int = 1,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    stop: list[str] | None = None,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
+    on_completion: Callable[[Completion], None] | None = None,
+) -> tuple[list[Completion], Usage]:
+    """n completions of `messages` and what they cost.
+
+    Args:
+        on_completion: called with each completion as it arrives (for progress display).
+    """
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    params = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop,
+                  logprobs=logprobs, top_logprobs=top_logprobs)  # fmt: skip
+    key = model_key(model)
+    supports_n = "n" in getattr(type(model), "model_fields", {})
+    completions: list[Completion] = []
+    usage = Usage()
+
+    if n > 1 and supports_n and _n_honoured.get(key, True):
+        got, used = await _request(model, messages, n, dict(params, seed=seed))
+        usage += used
+        if key not in _n_honoured:
+            _n_honoured[key] = len(got) >= n
+        completions.extend(got[:n])
+        for c in got[:n]:
+            on_completion and on_completion(c)
+    if len(completions) < n:
+        missing = n - len(completions)
+        offset = len(completions)
+
+        async def one(i: int) -> tuple[list[Completion], Usage]:
+            # Distinct seeds keep seeded samples from being identical copies.
+            s = None if seed is None else seed + offset + i
+            got, used = await _request(model, messages, 1, dict(params, seed=s))
+            for c in got[:1]:
+                on_completion and on_completion(c)
+            return got[:1], used
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(missing)]
+        try:
+            for got, used in await asyncio.gather(*tasks):
+                completions.extend(got)
+                usage += used
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+    return completions, usage
+
+
+def n_support(model: BaseChatModel) -> bool | None:
+    """Whether the model's server honours `n` (None until the first n>1 request)."""
+    return _n_honoured.get(model_key(model))

@@ -1,0 +1,23 @@
+"""Checks on a question before any model sees it."""
+
+from __future__ import annotations
+
+from magicore.tools.errors import InputError
+
+#: About 5,000 tokens: room for the answer inside the embedded model's 8,192-token context.
+MAX_QUESTION_CHARS = 20_000
+
+
+def check_question(question: str | None, *, max_chars: int = MAX_QUESTION_CHARS) -> str:
+    """The question stripped of surrounding white space, or an InputError saying what is wrong."""
+    if question is None or not str(question).strip():
+        raise InputError("the question is empty")
+    question = str(question).strip()
+    if "\x00" in question:
+        raise InputError("the question contains a NUL character")
+    if len(question) > max_chars:
+        raise InputError(
+            f"the question is {len(question):,} characters long; the limit is {max_chars:,} "
+            "(about what fits in the model's context with room for an answer)"
+        )
+    return question

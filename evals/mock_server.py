@@ -1,0 +1,146 @@
+"""A local OpenAI-compatible chat server with a fixed latency and token rate, on loopback.
+
+Used by the overhead benchmark (every method's wall time against the model's critical path)
+and by tests that need a real HTTP server: it can honour or ignore `n`, and fail on purpose
+(HTTP 500, hanging past a client's timeout, malformed JSON). Completions come from a function
+of the request, by default a short numbered-step solution ending in \\boxed{42}.
+
+    python -m magicore.evals.mock_server --port 8123 --latency 0.2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+Mode = Literal["ok", "error500", "hang", "malformed", "empty"]
+DEFAULT_REPLY = "Step 1: 40 + 2 = 42\nThe answer is \\boxed{42}."
+
+
+@dataclass
+class MockSettings:
+    latency: float = 0.0  # seconds before the first token
+    tokens_per_second: float | None = None  # None: the whole reply at once
+    honour_n: bool = True
+    mode: Mode = "ok"
+    model: str = "mock-model"
+    reply: Callable[[dict[str, Any], int], str] = lambda _req, _i: DEFAULT_REPLY
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+class MockServer:
+    """Runs the server in a background thread; use as a context manager."""
+
+    def __init__(self, settings: MockSettings | None = None, *, host: str = "127.0.0.1", port: int = 0):
+        self.settings = settings or MockSettings()
+        self.host, self.port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._counter = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.settings.model, "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        s = self.settings
+        body = await request.json()
+        s.requests.append(body)
+        if s.mode == "hang":
+            await asyncio.sleep(3600)
+        if s.mode == "error500":
+            return web.json_response({"error": {"message": "model crashed", "type": "server_error"}}, status=500)
+        if s.mode == "malformed":
+            return web.Response(text="{this is not json", content_type="application/json")
+        n = int(body.get("n") or 1) if s.honour_n else 1
+        texts = []
+        for _ in range(n):
+            texts.append("" if s.mode == "empty" else s.reply(body, self._counter))
+            self._counter += 1
+        out_tokens = [len(t.split()) for t in texts]
+        delay = s.latency + (max(out_tokens) / s.tokens_per_second if s.tokens_per_second else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{self._counter}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", s.model),
+                "choices": [
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": sum(out_tokens),
+                    "total_tokens": prompt_tokens + sum(out_tokens),
+                },
+            }
+        )
+
+    def __enter__(self) -> MockServer:
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the mock server did not start")
+        return self
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, self.port)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def __exit__(self, *exc) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--tokens-per-second", type=float, default=None)
+    parser.add_argument("--ignore-n", action="store_true", help="return one choice whatever n is")
+    parser.add_argument("--mode", choices=["ok", "error500", "hang", "malformed", "empty"], default="ok")
+    args = parser.parse_args(argv)
+    settings = MockSettings(args.latency, args.tokens_per_second, not args.ignore_n, args.mode)
+    server = MockServer(settings, host=args.host, port=args.port)
+    print(json.dumps({"base_url": f"http://{args.host}:{args.port}/v1"}), flush=True)
+    web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Aggregation: majority vote and reward-weighted vote over chains' answers.
+
+Equivalent answers ("1,000", "1000", "$1000") form one group, named by its first member; a
+group's weight is the sum of its chains' weights. Ties go to the answer seen first, which keeps
+the result deterministic for a given chain order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from magicore.tools.answers import answers_match, normalize_answer
+
+
+class HasAnswer(Protocol):
+    answer: str | None
+
+
+@dataclass
+class Vote:
+    """The outcome of a vote: the winning answer (None if no chain had one) and every group's
+    weight, largest first."""
+
+    answer: str | None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.weights.values())
+
+    def share(self, answer: str | None = None) -> float:
+        """The winning (or given) answer's share of the total weight."""
+        answer = self.answer if answer is None else answer
+        return self.weights.get(answer, 0.0) / self.total if self.total else 0.0
+
+
+def group_answers(answers: Iterable[str | None]) -> list[str | None]:
+    """For each answer, the representative of its equivalence group (None stays None)."""
+    representatives: list[str] = []
+    by_normal: dict[str, str] = {}
+    out: list[str | None] = []
+    for answer in answers:
+        if answer is None:
+            out.append(None)
+            continue
+        normal = normalize_answer(answer)
+        rep = by_normal.get(normal)
+        if rep is None:
+            rep = next((r for r in representatives if answers_match(r, answer)), None)
+            if rep is None:
+                rep = answer
+                representatives.append(rep)
+            by_normal[normal] = rep
+        out.append(rep)
+    return out
+
+
+def weighted_vote(chains: Sequence[HasAnswer], weight: Callable[[HasAnswer], float]) -> Vote:
+    """Each distinct answer's weight is the sum of `weight(chain)` over its chains."""
+    weights: dict[str, float] = {}
+    for chain, rep in zip(chains, group_answers(c.answer for c in chains)):
+        if rep is not None:
+            weights[rep] = weights.get(rep, 0.0) + float(weight(chain))
+    ordered = dict(sorted(weights.items(), key=lambda kv: -kv[1]))  # stable: first seen wins ties
+    return Vote(answer=next(iter(ordered), None), weights=ordered)
+
+
+def majority_vote(chains: Sequence[HasAnswer]) -> Vote:
+    """Self-consistency: one vote per chain with an answer."""
+    return weighted_vote(chains, lambda _chain: 1.0)

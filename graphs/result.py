@@ -1,0 +1,41 @@
+"""The result of solving one question with any method: answer, vote, cost, and what happened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from magicore.agents.chain import Chain
+
+
+class RunResult(BaseModel):
+    """What a method returns for one question; `to_json` is the CLI's `--json` object."""
+
+    question: str
+    answer: str | None
+    method: str
+    votes: dict[str, float] = Field(default_factory=dict)
+    llm_calls: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    chains: list[Chain] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self, *, include_chains: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "answer": self.answer,
+            "method": self.method,
+            "votes": self.votes,
+            "llm_calls": self.llm_calls,
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+        if include_chains:
+            out["chains"] = [c.model_dump(exclude_none=True) for c in self.chains]
+        return out

@@ -1,0 +1,34 @@
+"""Majority and weighted votes (magicore.graphs.aggregation)."""
+
+from types import SimpleNamespace as C
+
+from magicore.graphs.aggregation import group_answers, majority_vote, weighted_vote
+
+
+def test_majority_groups_equivalent_answers():
+    chains = [C(answer="1,000"), C(answer="$1000"), C(answer="999"), C(answer=None), C(answer="1000.0")]
+    vote = majority_vote(chains)
+    assert vote.answer == "1,000"
+    assert vote.weights == {"1,000": 3.0, "999": 1.0}
+    assert vote.share() == 0.75
+
+
+def test_ties_go_to_the_first_answer_seen():
+    assert majority_vote([C(answer="7"), C(answer="8")]).answer == "7"
+    assert majority_vote([C(answer="8"), C(answer="7")]).answer == "8"
+
+
+def test_weighted_vote_can_overrule_the_majority():
+    chains = [C(answer="5", r=0.1), C(answer="5", r=0.1), C(answer="6", r=0.9)]
+    vote = weighted_vote(chains, lambda c: c.r)
+    assert vote.answer == "6"
+    assert abs(vote.weights["5"] - 0.2) < 1e-12
+
+
+def test_no_answers_no_winner():
+    vote = majority_vote([C(answer=None)] * 3)
+    assert vote.answer is None and vote.weights == {} and vote.share() == 0.0
+
+
+def test_group_answers_uses_math_equivalence():
+    assert group_answers([r"\frac{1}{2}", "0.5", "x=0.5", "2"]) == [r"\frac{1}{2}"] * 3 + ["2"]

@@ -1,0 +1,117 @@
+"""Answer extraction and equivalence (magicore.tools.answers)."""
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from magicore.tools.answers import answers_match, extract_answer, normalize_answer
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"Step 1: 2+2=4. The answer is \boxed{4}.", "4"),
+        (r"\boxed{\frac{1}{\sqrt{2}}} and more", r"\frac{1}{\sqrt{2}}"),
+        (r"first \boxed{3} then corrected \boxed{5}", "5"),
+        (r"\boxed{{1, 2}}", "{1, 2}"),
+        ("so she has #### 1,000", "1,000"),
+        ("The answer is 18 dollars.", "18"),
+        ("Final answer: $42$.", "42"),
+        ("The answer is: 7", "7"),
+        ("I counted 5 apples and then 7 pears", "7"),
+        ("He paid $9 * 2 = $18", "18"),
+        ("The answer is -3.5.", "-3.5"),
+        ("no numbers at all", None),
+        ("", None),
+        ("   \n ", None),
+        (None, None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"The answer is \boxed{B}.", "B"),
+        (r"\boxed{\text{(c)}}", "C"),
+        ("Answer: (D) because the others fail", "D"),
+        ("Looking at the options, (A) is wrong and (C) is right.", "C"),
+        (r"\boxed{E}", None),  # not an option
+        ("nothing here", None),
+    ],
+)
+def test_extract_multiple_choice_letter(text, expected):
+    assert extract_answer(text, choices="ABCD") == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("1,000", "1000"),
+        ("$18", "18"),
+        (r"\$18.00", "18"),
+        ("20%", "20"),
+        (r"20\%", "20"),
+        ("18 dollars", "18"),
+        (r"18 \text{ apples}", "18"),
+        ("3.33", "10/3"),
+        ("0.17", "1/6"),
+        (r"\frac{1}{2}", "0.5"),
+        (r"\dfrac{3}{4}", "0.75"),
+        ("x=2", "2"),
+        ("(B)", "b"),
+        (r"\sqrt{2}/2", r"\frac{\sqrt 2}{2}"),
+    ],
+)
+def test_answers_match(a, b):
+    assert answers_match(a, b)
+    assert answers_match(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("5", "6"), ("3.3", "10/3"), ("3", "3.4"), ("B", "C"), ("A", "1"), (None, "1"), ("", "")],
+)
+def test_answers_differ(a, b):
+    assert not answers_match(a, b)
+
+
+def test_normalize_answer_strips_decoration():
+    assert normalize_answer(r" \$1,234.5 ") == "1234.5"
+    assert normalize_answer("(c)") == "C"
+
+
+def test_answers_match_off_the_main_thread():
+    """math-verify's signal-based timeout fails off the main thread; magicore turns it off there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(answers_match, r"\frac{2}{4}+x", "x+0.5").result()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=-10**9, max_value=10**9))
+def test_extracts_generated_integers(n):
+    text = f"Step 1: compute.\nThe answer is \\boxed{{{n}}}."
+    assert extract_answer(text) == str(n)
+    assert answers_match(extract_answer(f"#### {n:,}"), str(n))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(-999, 999), st.integers(1, 999))
+def test_fractions_in_latex_match_their_value(num, den):
+    value = Fraction(num, den)
+    latex = rf"\boxed{{\frac{{{num}}}{{{den}}}}}"
+    extracted = extract_answer(latex)
+    assert extracted == rf"\frac{{{num}}}{{{den}}}"
+    assert answers_match(extracted, f"{value.numerator}/{value.denominator}")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.decimals(min_value=-10**6, max_value=10**6, places=2, allow_nan=False, allow_infinity=False))
+def test_dollar_amounts_match_plain_numbers(amount):
+    assert answers_match(f"${amount:,}", str(amount))

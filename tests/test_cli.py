@@ -1,0 +1,117 @@
+"""`magicore solve` against a real local HTTP server: success, server failures, bad input.
+
+Each failure must give one readable line on stderr, no traceback, and a non-zero exit code.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from magicore.evals.mock_server import MockServer, MockSettings
+
+QUESTION = "Tom has 40 apples and buys 2 more. How many apples does he have?"
+
+
+def magicore(*args, stdin=None, timeout=120, env_extra=None):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "magicore.ui.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode not in (0, None), proc
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("magicore: error:")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def server():
+    with MockServer(MockSettings(honour_n=False)) as s:
+        yield s
+
+
+def test_solve_json_against_an_openai_compatible_server(server):
+    proc = magicore("solve", QUESTION, "--model", f"mock@{server.base_url}", "-k", "3", "--json", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["answer"] == "42" and out["method"] == "sc"
+    assert out["votes"] == {"42": 3.0}
+    assert out["llm_calls"] == 3 and out["requests"] == 3  # the server ignores n: detected, filled
+    assert out["input_tokens"] > 0 and out["output_tokens"] > 0 and out["seconds"] > 0
+    assert out["model"] == f"openai-compatible:mock@{server.base_url}"
+
+
+def test_question_from_stdin_and_file(server, tmp_path):
+    proc = magicore("solve", "-", "--model", server.base_url, "-k", "1", "--json", stdin=QUESTION)
+    assert proc.returncode == 0, proc.stderr
+    assert server.settings.requests[-1]["messages"][-1]["content"] == QUESTION
+    path = tmp_path / "q.txt"
+    path.write_text(QUESTION + "\n")
+    proc = magicore("solve", "--file", str(path), "--model", server.base_url, "-k", "1")
+    assert proc.returncode == 0 and "Answer: 42" in proc.stdout
+
+
+def test_show_samples_prints_chains(server):
+    proc = magicore("solve", QUESTION, "--model", server.base_url, "-k", "2", "--show-samples")
+    assert proc.returncode == 0
+    assert proc.stdout.count("--- chain") == 2 and "Step 1: 40 + 2 = 42" in proc.stdout
+
+
+def test_model_that_answers_nothing_exits_3(tmp_path):
+    with MockServer(MockSettings(mode="empty")) as s:
+        proc = magicore("solve", QUESTION, "--model", s.base_url, "-k", "2", "--json")
+    assert proc.returncode == 3
+    assert json.loads(proc.stdout)["answer"] is None
+    assert proc.stderr.strip() == "magicore: no answer: the model returned empty text in 2 samples"
+
+
+@pytest.mark.parametrize(
+    ("mode", "fragment"),
+    [("error500", "answered HTTP 500: model crashed"), ("malformed", "malformed"), ("hang", "did not answer within 1.0 s")],
+)
+def test_server_failures_are_one_line_errors(mode, fragment):
+    with MockServer(MockSettings(mode=mode)) as s:
+        proc = magicore("solve", QUESTION, "--model", f"m@{s.base_url}", "-k", "1", "--timeout", "1")
+    assert_one_line_error(proc, fragment, s.base_url)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "fragment"),
+    [
+        (["solve", ""], None, "the question is empty"),
+        (["solve", "   \n\t "], None, "the question is empty"),
+        (["solve", "-"], "   ", "the question is empty"),
+        (["solve", "x" * 100_000], None, "100,000 characters long"),
+        (["solve", QUESTION, "--model", "no-such-model"], None, "unknown model spec 'no-such-model'"),
+        (["solve", QUESTION, "--model", "http://127.0.0.1:9/v1"], None, "cannot reach the model server"),
+        (["solve", "--file", "/nonexistent/q.txt"], None, "cannot read /nonexistent/q.txt"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(args, stdin, fragment):
+    proc = magicore(*args, stdin=stdin, timeout=60)
+    assert_one_line_error(proc, fragment)
+    assert proc.returncode == 1
+
+
+def test_bad_model_spec_from_the_environment():
+    proc = magicore("solve", QUESTION, env_extra={"MAGICORE_MODEL": "bogus"})
+    assert_one_line_error(proc, "unknown model spec 'bogus'")
+
+
+@pytest.mark.parametrize("k", ["0", "-3", "two"])
+def test_bad_k_is_a_usage_error(k):
+    proc = magicore("solve", QUESTION, "-k", k)
+    assert proc.returncode == 2
+    assert "argument -k" in proc.stderr.splitlines()[-1] and "Traceback" not in proc.stderr

@@ -1,0 +1,42 @@
+"""Splitting solutions into steps (magicore.tools.steps) and parsing chains."""
+
+from magicore.agents.chain import Chain
+from magicore.tools.steps import format_steps, split_steps
+
+
+def test_step_labels():
+    text = "Let me think.\nStep 1: 16 - 3 = 13\nStep 2: 13 - 4 = 9\nStep 3: 9 * 2 = 18\nThe answer is \\boxed{18}."
+    assert split_steps(text) == ["16 - 3 = 13", "13 - 4 = 9", "9 * 2 = 18\nThe answer is \\boxed{18}."]
+
+
+def test_step_labels_with_markdown_and_case():
+    text = "**Step 1:** add\n**STEP 2**: multiply\n### Step 3 - done"
+    assert split_steps(text) == ["add", "multiply", "done"]
+
+
+def test_numbered_list_fallback():
+    assert split_steps("1. add 2\n2. double it\n3) done") == ["add 2", "double it", "done"]
+
+
+def test_paragraph_and_line_fallback():
+    assert split_steps("First add.\n\nThen double.") == ["First add.", "Then double."]
+    assert split_steps("add\ndouble") == ["add", "double"]
+    assert split_steps("") == []
+
+
+def test_format_steps_annotates_scores():
+    assert format_steps(["a", "b"], [0.91, 0.2]) == "Step 1: a (Score: 9/10)\nStep 2: b (Score: 2/10)"
+
+
+def test_chain_from_text_marks_unparsable():
+    good = Chain.from_text("Step 1: 2+3=5\nThe answer is \\boxed{5}")
+    assert good.parsed and good.answer == "5" and good.steps == ["2+3=5\nThe answer is \\boxed{5}"]
+    bad = Chain.from_text("I do not know")
+    assert not bad.parsed and bad.answer is None
+
+
+def test_chain_reward_is_orm_plus_step_product():
+    chain = Chain.from_text("Step 1: x\nStep 2: y \\boxed{1}", step_scores=[0.5, 0.8], orm=0.3)
+    assert chain.reward == 0.3 + 0.5 * 0.8
+    unparsed = Chain.from_text("nothing", step_scores=[0.9], orm=0.4)
+    assert unparsed.reward == 0.4  # no parsable answer: step score 0
