@@ -159,23 +159,23 @@ def _probe_mode() -> Mode:
 
 
 def _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin) -> None:
-    if not isinstance(source, str):
-        raise InputError("The code to run must be a string.")
-    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-        raise InputError(f"The timeout must be a positive number of seconds, not {timeout!r}.")
-    if not (isinstance(memory_mb, int) and memory_mb >= 32):
-        raise InputError(f"The memory limit must be at least 32 MB, not {memory_mb!r}.")
-    if not (isinstance(max_output_bytes, int) and max_output_bytes >= 0):
-        raise InputError(f"max_output_bytes must be a non-negative integer, not {max_output_bytes!r}.")
-    if not (isinstance(max_processes, int) and max_processes >= 1):
-        raise InputError(f"max_processes must be at least 1, not {max_processes!r}.")
-    if stdin is not None and not isinstance(stdin, str):
-        raise InputError("stdin must be a string or None.")
-    for text in (source, stdin or ""):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError("The code and stdin must be valid Unicode text.") from None
+    for ok, problem in [
+        (isinstance(source, str), "the code must be a string"),
+        (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0,
+         f"the timeout must be a positive number of seconds, not {timeout!r}"),
+        (isinstance(memory_mb, int) and memory_mb >= 32, f"memory_mb must be at least 32, not {memory_mb!r}"),
+        (isinstance(max_output_bytes, int) and max_output_bytes >= 0,
+         f"max_output_bytes must be 0 or more, not {max_output_bytes!r}"),
+        (isinstance(max_processes, int) and max_processes >= 1,
+         f"max_processes must be at least 1, not {max_processes!r}"),
+        (stdin is None or isinstance(stdin, str), "stdin must be a string or None"),
+    ]:
+        if not ok:
+            raise InputError(f"Cannot run the code: {problem}.")
+    try:
+        (source + (stdin or "")).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("Cannot run the code: it and stdin must be valid Unicode text.") from None
 
 
 def _layout() -> tuple[list[str], list[tuple[str, str]]]:
@@ -268,10 +268,17 @@ def _execute(mode: Mode, source: str, timeout: float, memory_mb: int, max_output
         code = -signal.SIGKILL
     return ExecutionResult(
         stdout=out.text(), stderr=err.text(), exit_code=code if code >= 0 else None,
-        signal=signal.Signals(-code).name if code < 0 else None, timed_out=reason == "timeout",
+        signal=_signal_name(-code) if code < 0 else None, timed_out=reason == "timeout",
         output_limit_hit=reason == "output", stdout_truncated=out.total > len(out.data),
         stderr_truncated=err.total > len(err.data), duration_s=time.monotonic() - start,
         protections=mode.protections, timeout=timeout, memory_mb=memory_mb)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal
+        return f"signal {number}"
 
 
 def _spawn(config: dict[str, Any], stdin: str | None) -> tuple[subprocess.Popen, int]:
