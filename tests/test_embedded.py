@@ -1,0 +1,103 @@
+"""End to end on the real embedded model (SmolLM2-135M-Instruct under llama-cpp-python).
+
+These start the real server; they check structure and process hygiene, not the model's
+(weak) arithmetic.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.embedded
+
+QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
+SERVER_MODULE = "magicore.agents.embedded_server"
+
+
+def server_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if SERVER_MODULE.encode() in cmdline:
+                pids.add(int(entry.name))
+    return pids
+
+
+def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pids & server_pids():
+        time.sleep(0.1)
+    return pids & server_pids()
+
+
+def env():
+    return {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
+
+
+def test_solve_json_on_the_embedded_model():
+    before = server_pids()
+    proc = subprocess.run(
+        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "-k", "2", "--max-tokens", "96",
+         "--seed", "7", "--json", "--show-samples"],
+        capture_output=True, text=True, timeout=300, env=env(),
+    )
+    assert proc.returncode in (0, 3), proc.stderr
+    out = json.loads(proc.stdout)
+    for key in ("answer", "method", "votes", "llm_calls", "input_tokens", "output_tokens", "seconds"):
+        assert key in out
+    assert out["method"] == "sc" and out["model"] == "embedded"
+    assert out["llm_calls"] == 2 and len(out["chains"]) == 2
+    assert out["input_tokens"] > 20 and 0 < out["output_tokens"] <= 2 * 96
+    assert all(chain["text"].strip() for chain in out["chains"])
+    if out["answer"] is not None:
+        assert out["votes"][out["answer"]] >= 1
+    # llama.cpp returns one choice for n=2: magicore detected it and sent two requests
+    assert out["requests"] == 2
+    assert not (server_pids() - before), "the embedded server outlived magicore solve"
+
+
+def test_server_dies_with_its_parent_even_on_sigkill():
+    code = (
+        "from magicore.agents.embedded import embedded_server\n"
+        "s = embedded_server()\n"
+        "print(s.process.pid, flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env())
+    try:
+        server_pid = int(parent.stdout.readline())
+        assert server_pid in server_pids()
+        parent.kill()  # SIGKILL: no atexit, no signal handler runs
+        parent.wait()
+        assert not wait_gone({server_pid}), "the server survived its parent's SIGKILL"
+    finally:
+        parent.kill()
+
+
+def test_ctrl_c_stops_the_run_and_the_server():
+    before = server_pids()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "-k", "8", "--max-tokens", "512"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (server_pids() - before):
+        time.sleep(0.2)
+    started = server_pids() - before
+    assert started, "the embedded server did not start"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "magicore: interrupted"
+    assert not wait_gone(started), "the embedded server outlived Ctrl-C"
