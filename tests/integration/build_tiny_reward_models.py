@@ -23,7 +23,8 @@ Run it with a Python that has torch, transformers and gguf (the vLLM venv)::
 
     /work/vllm-venv/bin/python tests/integration/build_tiny_reward_models.py OUT_DIR
 
-It prints a JSON object with the paths and the token ids that the serve commands need.
+It prints a JSON object with the paths and the token ids that the serve commands need. With
+``--reference`` it instead computes, with plain transformers, the raw rows vLLM should return.
 """
 
 from __future__ import annotations
@@ -198,11 +199,46 @@ def build_shepherd(out: str, tok) -> str:
     return path
 
 
+def reference_rows(model_dir: str, token_ids: list[int]) -> list:
+    """What vLLM should return for these token ids, from a plain transformers forward pass
+    (raw logits, as with use_activation=false): the independent check of vLLM's pooling."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, Qwen2Model
+
+    config = AutoConfig.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    arch = config.architectures[0]
+    ids = torch.tensor([token_ids])
+    with torch.no_grad():
+        if arch == "LlamaForCausalLM":  # math-shepherd: [logit("-"), logit("+")] at each tag
+            logits = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)(ids).logits[0]
+            cols = tok.convert_tokens_to_ids(["-", "+"])
+            return logits[ids[0] == tok.convert_tokens_to_ids(SHEPHERD_TAG)][:, cols].tolist()
+        weights = load_file(os.path.join(model_dir, "model.safetensors"))
+        body = Qwen2Model(config)
+        body.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")})
+        hidden = body.eval()(ids).last_hidden_state[0]
+        if arch == "Qwen2ForSequenceClassification":
+            return (hidden[-1] @ weights["score.weight"].T).tolist()
+        x = torch.relu(hidden @ weights["score.0.weight"].T + weights["score.0.bias"])
+        x = x @ weights["score.2.weight"].T + weights["score.2.bias"]
+        if arch == "Qwen2ForProcessRewardModel":
+            return x[ids[0] == tok.convert_tokens_to_ids(SEPARATOR)].tolist()
+        return x.tolist()  # Qwen2ForRewardModel: one reward per token
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="directory to write the models into")
     ap.add_argument("--gguf", help="path to SmolLM2-135M-Instruct.Q4_1.gguf (else found/fetched)")
+    ap.add_argument("--reference", action="store_true",
+                    help="instead: read a JSON list of token-id lists on stdin and print the raw "
+                         "rows the model at OUT gives for each (a transformers forward pass)")
     args = ap.parse_args(argv)
+    if args.reference:
+        print(json.dumps([reference_rows(args.out, ids) for ids in json.load(sys.stdin)]))
+        return 0
 
     tok = build_tokenizer(find_gguf(args.gguf))
     os.makedirs(args.out, exist_ok=True)
