@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
+from langchain_openai import ChatOpenAI
 
 from magicore.tools.errors import InputError, ModelError
 
@@ -121,6 +122,21 @@ def list_served_models(base_url: str, key: str, timeout: float) -> list[str]:
         raise ModelError(f"the model server at {base_url} sent a malformed /models list") from e
 
 
+class OpenAICompatibleChat(ChatOpenAI):
+    """ChatOpenAI that sends `max_tokens` as `max_tokens`.
+
+    ChatOpenAI renames it `max_completion_tokens` (OpenAI's newer name), which
+    llama-cpp-python's server and other OpenAI-compatible servers silently ignore, so a
+    one-token judge query would generate a whole paragraph.
+    """
+
+    def _get_request_payload(self, input_, *, stop=None, **kwargs):
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        return payload
+
+
 def chat_model(
     spec: str | ModelSpec | None = None,
     *,
@@ -135,8 +151,6 @@ def chat_model(
     `magicore_provider`, `magicore_spec` and `magicore_max_concurrency`, which the rest of
     magicore reads.
     """
-    from langchain_openai import ChatOpenAI
-
     spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
     if spec.provider == "embedded":
         from magicore.agents.embedded import embedded_server
@@ -157,7 +171,8 @@ def chat_model(
                 raise ModelError(f"the model server at {base_url} lists no models")
             model = served[0]
         concurrency = 16
-    return ChatOpenAI(
+    chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
+    return chat_class(
         model=model,
         base_url=base_url,
         api_key=key,

@@ -1,45 +1,24 @@
-"""Prompt templates, kept as YAML data files beside this module and rendered with Jinja.
+"""The roles' prompt templates: YAML files in `prompts/`, one per role, a section per task family.
 
-Each file in `prompts/` holds one role's messages per task family (`word`, `math`, `mcq`).
-Rendering uses `StrictUndefined`, so a template that names a missing variable is an error, not
-a silent blank.
+Families: `word` (word problems), `math` (competition math), `mcq` (multiple choice).
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from importlib import resources
 from typing import Literal
 
-import yaml
-from jinja2 import Environment, StrictUndefined
+from magicore.tools.templates import render
 
 TaskFamily = Literal["word", "math", "mcq"]
 TASK_FAMILIES: tuple[str, ...] = ("word", "math", "mcq")
 
-_env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
 _MCQ_OPTIONS = re.compile(r"(?m)^\s*\(?([A-J])[).:]\s+\S")
 
 
-@lru_cache(maxsize=None)
-def load(role: str) -> dict:
-    """The parsed YAML of `prompts/{role}.yaml`."""
-    text = resources.files("magicore.agents").joinpath("prompts", f"{role}.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
-
-
 def render_messages(role: str, family: str, **variables) -> list[tuple[str, str]]:
-    """The (role, content) chat messages for `role` and task `family`, rendered.
-
-    The YAML holds a `messages` list per family; a family without its own entry uses `default`.
-    """
-    spec = load(role)
-    entry = spec.get(family) or spec["default"]
-    return [
-        (m["role"], _env.from_string(m["content"]).render(**variables).strip())
-        for m in entry["messages"]
-    ]
+    """The (role, content) chat messages for `role` and task `family`, rendered."""
+    return render("magicore.agents", role, family, **variables)
 
 
 def detect_family(question: str) -> TaskFamily:

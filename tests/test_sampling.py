@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from langchain_core.messages import HumanMessage
 
-from magicore.agents import llm
+from magicore.tools import llm
 from magicore.agents.fake import ScriptedFakeChatModel
 from magicore.agents.solver import Solver, SolverConfig
 from magicore.tools.errors import ModelError

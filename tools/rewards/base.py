@@ -58,5 +58,19 @@ class RewardModel(ABC):
     def score_outcome(self, question: str, solution: str) -> float:
         return _run_sync(self.ascore_outcome(question, solution))
 
+    async def ascore_steps_batch(self, question: str, chains: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Step scores of several chains of one question; backends that can batch override it."""
+        return list(await asyncio.gather(*(self.ascore_steps(question, steps) for steps in chains)))
+
+    async def ascore_steps_detailed(self, question: str, steps: Sequence[str]) -> tuple[list[float], dict[str, list[float]]]:
+        """The step scores and, per component backend, the scores they were made from (a plain
+        backend is its own only component)."""
+        scores = await self.ascore_steps(question, steps)
+        return scores, {self.name: scores}
+
+    async def ascore_outcome_detailed(self, question: str, solution: str) -> tuple[float, dict[str, float]]:
+        score = await self.ascore_outcome(question, solution)
+        return score, {self.name: score}
+
     async def aclose(self) -> None:
         """Release connections; a no-op unless the backend holds any."""

@@ -1,5 +1,8 @@
 """Every LLM call magicore makes goes through `sample`: n-way sampling, usage, errors.
 
+Agents and reward models alike call it (tools take their models as arguments, so it lives here
+rather than in agents/).
+
 `sample` asks for n completions in one request where the server honours `n` (vLLM, OpenAI) and
 falls back to bounded concurrent requests where it silently returns one choice (llama.cpp,
 Ollama). Which applies is detected from the first answer, not assumed, and remembered per
@@ -9,6 +12,8 @@ server and model. Server failures become `ModelError` with one readable sentence
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import weakref
 from collections.abc import Callable, Sequence
@@ -49,6 +54,35 @@ class Usage:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+#: The usage accumulators of the enclosing `track_usage` scopes (innermost last).
+_sinks: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar("magicore_usage", default=())
+
+
+@contextlib.contextmanager
+def track_usage():
+    """Collect the usage of every `sample` call made inside the block, including calls in tasks
+    it spawns (they inherit the context).
+
+        with track_usage() as used:
+            await reward_model.ascore_steps(question, steps)
+        print(used.llm_calls, used.input_tokens)
+    """
+    usage = Usage()
+    token = _sinks.set(_sinks.get() + (usage,))
+    try:
+        yield usage
+    finally:
+        _sinks.reset(token)
+
+
+def _record(used: Usage) -> None:
+    for sink in _sinks.get():
+        sink.llm_calls += used.llm_calls
+        sink.requests += used.requests
+        sink.input_tokens += used.input_tokens
+        sink.output_tokens += used.output_tokens
 
 
 @dataclass
@@ -159,7 +193,9 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
     generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
     if not generations:
         raise ModelError(f"the model server at {model_label(model)} returned no completion")
-    return [_completion(g) for g in generations], _usage(result.llm_output, generations)
+    used = _usage(result.llm_output, generations)
+    _record(used)
+    return [_completion(g) for g in generations], used
 
 
 async def sample(

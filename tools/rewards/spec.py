@@ -1,0 +1,144 @@
+"""Reward specs: one string picks the step (PRM) and outcome (ORM) backends and how they combine.
+
+Grammar (the CLI's `--reward`):
+
+    SPEC  := TERMS                         the same backends for steps and outcome
+           | PART ("," PART)*              PART := ("prm" | "orm") "=" TERMS
+    TERMS := TERM ("*" TERM)*              product of the scores
+           | TERM ("+" TERM)*              mean of the scores
+           | TERM ("&" TERM)*              minimum of the scores
+    TERM  := verifier                      execution verifier (sandboxed re-computation)
+           | judge                         the solver's model as an LLM judge (logprobs)
+           | judge:MODELSPEC               another model as the judge, e.g. judge:openai:gpt-4o
+           | vllm:MODEL@URL                a vLLM pooling reward model (Qwen2.5-Math-PRM style
+                                           as PRM, a reward model as ORM)
+           | shepherd:MODEL@URL            a math-shepherd-style PRM served by vLLM
+           | const:X                       a constant score X in [0, 1] (ablations)
+
+Example: `prm=vllm:Qwen/Qwen2.5-Math-PRM-7B@http://gpu:8001*verifier,orm=judge`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from langchain_core.language_models import BaseChatModel
+
+from magicore.tools.errors import InputError
+from magicore.tools.rewards.base import RewardModel
+from magicore.tools.rewards.combine import CombinedReward, ConstantReward
+
+#: With the embedded 135M model the judge is no better than chance (AUC 0.44 on single
+#: arithmetic steps), so the execution verifier carries the step-wise signal on its own.
+EMBEDDED_DEFAULT = "verifier"
+#: With a capable model, the judge's belief and the verifier's checks must both hold.
+CAPABLE_DEFAULT = "prm=judge*verifier,orm=judge"
+
+_OPS = {"*": "product", "+": "mean", "&": "min"}
+
+
+def default_reward_spec(provider: str | None) -> str:
+    """The default reward for a solver backend ("llama.cpp" is the embedded model)."""
+    return EMBEDDED_DEFAULT if provider in ("llama.cpp", "embedded") else CAPABLE_DEFAULT
+
+
+def _split_terms(text: str) -> tuple[list[str], str]:
+    ops = {op for op in _OPS if op in text}
+    if len(ops) > 1:
+        raise InputError(f"'{text}' mixes combination operators; use one of * + & per part")
+    op = ops.pop() if ops else "*"
+    terms = [t.strip() for t in text.split(op)]
+    if not all(terms):
+        raise InputError(f"'{text}' has an empty term")
+    return terms, _OPS[op]
+
+
+def parse_reward_spec(spec: str) -> tuple[tuple[list[str], str], tuple[list[str], str]]:
+    """((step terms, rule), (outcome terms, rule)) of a spec."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise InputError("the reward spec is empty")
+    parts = [p.strip() for p in spec.split(",")]
+    if not any("=" in p for p in parts):
+        if len(parts) > 1:
+            raise InputError(f"reward spec '{spec}': name the parts, e.g. prm=verifier,orm=judge")
+        terms = _split_terms(spec)
+        return terms, terms
+    found: dict[str, tuple[list[str], str]] = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in ("prm", "orm") or key in found:
+            raise InputError(f"reward spec '{spec}': expected prm=... and orm=..., got '{part}'")
+        found[key] = _split_terms(value)
+    missing = {"prm", "orm"} - set(found)
+    if missing:
+        raise InputError(f"reward spec '{spec}' has no {missing.pop()}= part")
+    return found["prm"], found["orm"]
+
+
+def build_reward(
+    spec: str,
+    *,
+    judge_model: BaseChatModel | None = None,
+    make_model: Callable[[str], BaseChatModel] | None = None,
+    timeout: float = 120.0,
+) -> RewardModel:
+    """The reward model a spec describes.
+
+    Args:
+        judge_model: the chat model `judge` means (the solver's model, usually).
+        make_model: turns a model spec into a chat model, for `judge:MODELSPEC`.
+    """
+    (step_terms, step_rule), (out_terms, out_rule) = parse_reward_spec(spec)
+    made: dict[tuple[str, str], RewardModel] = {}
+
+    def term(text: str, role: str) -> RewardModel:
+        kind = "shared" if not text.startswith(("vllm:", "shepherd:")) else role
+        key = (text, kind)
+        if key not in made:
+            made[key] = _make_term(text, role, judge_model, make_model, timeout)
+        return made[key]
+
+    return CombinedReward(
+        [term(t, "prm") for t in step_terms],
+        [term(t, "orm") for t in out_terms],
+        step_rule=step_rule,
+        outcome_rule=out_rule,
+    )
+
+
+def _make_term(text, role, judge_model, make_model, timeout) -> RewardModel:
+    if text == "verifier":
+        from magicore.tools.rewards.verifier import ExecutionVerifier
+
+        return ExecutionVerifier()
+    if text == "judge" or text.startswith("judge:"):
+        from magicore.tools.rewards.judge import LLMJudge
+
+        if text == "judge":
+            if judge_model is None:
+                raise InputError("the reward 'judge' needs a chat model to judge with")
+            return LLMJudge(judge_model)
+        if make_model is None:
+            raise InputError(f"'{text}': no way to build the judge's model here")
+        return LLMJudge(make_model(text.removeprefix("judge:")))
+    if text.startswith("const:"):
+        try:
+            return ConstantReward(float(text.removeprefix("const:")))
+        except ValueError as e:
+            raise InputError(f"'{text}': {e}") from e
+    m = re.fullmatch(r"(vllm|shepherd):(.+)@(https?://\S+)", text)
+    if m:
+        from magicore.tools.rewards.vllm import VLLMRewardModel
+
+        style, model, url = m.groups()
+        if role == "prm":
+            prm_style = "math-shepherd" if style == "shepherd" else "qwen-prm"
+            return VLLMRewardModel(url, prm_model=model, prm_style=prm_style, timeout=timeout)
+        return VLLMRewardModel(url, orm_model=model, timeout=timeout)
+    raise InputError(
+        f"unknown reward backend '{text}': use verifier, judge, judge:MODELSPEC, "
+        "vllm:MODEL@URL, shepherd:MODEL@URL or const:X"
+    )
