@@ -6,7 +6,7 @@ output and traces unchanged.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,7 @@ class Chain(BaseModel):
     step_scores: list[float] | None = None
     orm: float | None = None
     parent: int | None = Field(default=None, description="index of the chain this one refines")
+    components: dict | None = Field(default=None, description="each reward backend's own scores")
 
     @property
     def parsed(self) -> bool:

@@ -86,6 +86,13 @@ class ScriptedFakeChatModel(BaseChatModel):
         usage = {"prompt_tokens": in_tokens, "completion_tokens": out_tokens}
         return ChatResult(generations=generations, llm_output={"token_usage": usage, "model_name": self.model})
 
+    def _combine_llm_outputs(self, llm_outputs: list[dict | None]) -> dict:
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        for output in llm_outputs:
+            for key in usage:
+                usage[key] += ((output or {}).get("token_usage") or {}).get(key, 0)
+        return {"token_usage": usage, "model_name": self.model}
+
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         if self.delay:
             import time

@@ -1,36 +1,83 @@
-"""Solve one question with a method and get a RunResult."""
+"""Solve one question with a method and get a RunResult (the CLI's and UI's entry point)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from magicore.agents.chain import Chain
-from magicore.agents.solver import Solver, SolverConfig
-from magicore.graphs.aggregation import majority_vote
+from magicore.agents.questions import check_question
+from magicore.graphs.build import build_graph
+from magicore.graphs.config import MethodConfig
 from magicore.graphs.result import RunResult
+from magicore.graphs.state import USAGE_KEYS, Calibration
+from magicore.tools.rewards.base import RewardModel
+
+
+def result_from_state(question: str, method: str, state: dict[str, Any], seconds: float) -> RunResult:
+    usage = state.get("usage") or {}
+    totals = {key: sum(role.get(key, 0) for role in usage.values()) for key in USAGE_KEYS}
+    chains = list(state.get("pool") or state.get("pending") or [])
+    return RunResult(
+        question=question,
+        answer=state.get("answer"),
+        method=method,
+        votes=state.get("votes") or {},
+        seconds=seconds,
+        chains=chains,
+        rounds=state.get("rounds", 0),
+        route=[d.model_dump() for d in state.get("route") or []],
+        usage_by_role=usage,
+        reviews=[r.model_dump() for r in state.get("reviews") or []],
+        drafts=[d.model_dump() for d in state.get("drafts") or []],
+        **totals,
+    )
 
 
 async def asolve(
     question: str,
     *,
+    method: str = "magicore",
     model: BaseChatModel,
-    config: SolverConfig | None = None,
+    reviewer_model: BaseChatModel | None = None,
+    refiner_model: BaseChatModel | None = None,
+    reward: RewardModel | str | None = None,
+    config: MethodConfig | None = None,
     family: str | None = None,
-    on_chain: Callable[[Chain], None] | None = None,
+    calibration: Calibration | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    graph=None,
+    run_config: dict | None = None,
 ) -> RunResult:
-    """Self-consistency: sample k chains and take the majority answer."""
+    """Run `method` on one question.
+
+    Args:
+        on_event: called with every progress event (graphs/events.py) as it happens.
+        graph: a graph from `build_graph` to reuse (the other model arguments are then unused).
+        run_config: LangGraph run config (thread_id for a checkpointer, callbacks, tags...).
+    """
+    question = check_question(question)
+    graph = graph or build_graph(method, model=model, reviewer_model=reviewer_model,
+                                 refiner_model=refiner_model, reward=reward, config=config)  # fmt: skip
+    inputs: dict[str, Any] = {"question": question}
+    if family:
+        inputs["family"] = family
+    if calibration:
+        inputs["calibration"] = calibration
     started = time.perf_counter()
-    solved = await Solver(model, config).asolve(question, family=family, on_chain=on_chain)
-    vote = majority_vote(solved.chains)
-    return RunResult(
-        question=question,
-        answer=vote.answer,
-        method="sc",
-        votes=vote.weights,
-        chains=solved.chains,
-        seconds=time.perf_counter() - started,
-        **solved.usage.as_dict(),
-    )
+    state: dict[str, Any] = {}
+    async for mode, payload in graph.astream(inputs, run_config, stream_mode=["custom", "values"]):
+        if mode == "custom" and on_event is not None:
+            on_event(payload)
+        elif mode == "values":
+            state = payload
+    method_name = graph.name.removeprefix("magicore-") if graph.name else method
+    return result_from_state(question, method_name, state, time.perf_counter() - started)
+
+
+def solve(question: str, **kwargs) -> RunResult:
+    """Synchronous `asolve`, for scripts and notebooks without an event loop."""
+    return asyncio.run(asolve(question, **kwargs))

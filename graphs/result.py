@@ -22,6 +22,11 @@ class RunResult(BaseModel):
     output_tokens: int = 0
     seconds: float = 0.0
     chains: list[Chain] = Field(default_factory=list)
+    rounds: int = 0
+    route: list[dict[str, Any]] = Field(default_factory=list)
+    usage_by_role: dict[str, dict[str, int]] = Field(default_factory=dict)
+    reviews: list[dict[str, Any]] = Field(default_factory=list)
+    drafts: list[dict[str, Any]] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self, *, include_chains: bool = False) -> dict[str, Any]:
@@ -34,6 +39,12 @@ class RunResult(BaseModel):
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "seconds": round(self.seconds, 3),
+            "rounds": self.rounds,
+            "route": [
+                {k: d[k] for k in ("round", "hard", "cond1", "orm_confidence", "prm_confidence", "majority")}
+                for d in self.route
+            ],
+            "usage_by_role": self.usage_by_role,
             **self.extra,
         }
         if include_chains:

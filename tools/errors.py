@@ -17,7 +17,15 @@ class InputError(MagicoreError, ValueError):
 
 
 class ModelError(MagicoreError):
-    """A model server failed: unreachable, timed out, HTTP error, or unusable output."""
+    """A model server failed: unreachable, timed out, HTTP error, or unusable output.
+
+    `transient` says whether trying again may help (timeouts, refused connections, HTTP 5xx
+    and 429); graph nodes retry only those.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class SetupError(MagicoreError):

@@ -90,6 +90,7 @@ class Completion:
     text: str
     finish_reason: str | None = None
     logprobs: list[dict] | None = None
+    tool_calls: list[dict] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -143,6 +144,17 @@ def _describe(model: BaseChatModel, error: BaseException) -> str:
     return f"the model call to {where} failed: {type(error).__name__}: {error}".strip()
 
 
+def _transient(error: BaseException) -> bool:
+    try:
+        import openai
+    except ImportError:  # pragma: no cover
+        return False
+    if isinstance(error, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and (status >= 500 or status == 429)
+
+
 def _error_detail(error: Any) -> str:
     body = getattr(error, "body", None)
     message = ""
@@ -160,7 +172,9 @@ def _completion(gen: ChatGeneration) -> Completion:
     logprobs = info.get("logprobs")
     if isinstance(logprobs, dict):
         logprobs = logprobs.get("content")
-    return Completion(text=text or "", finish_reason=info.get("finish_reason"), logprobs=logprobs)
+    tool_calls = list(getattr(message, "tool_calls", None) or [])
+    return Completion(text=text or "", finish_reason=info.get("finish_reason"), logprobs=logprobs,
+                      tool_calls=tool_calls)
 
 
 def _usage(result_llm_output: dict | None, generations: list[ChatGeneration]) -> Usage:
@@ -182,14 +196,15 @@ def _usage(result_llm_output: dict | None, generations: list[ChatGeneration]) ->
 
 
 async def _request(model: BaseChatModel, messages: Messages, n: int, params: dict) -> tuple[list[Completion], Usage]:
-    kwargs = _request_kwargs(model, n=n if n > 1 else None, **params)
+    extra = params.pop("extra", None) or {}
+    kwargs = {**_request_kwargs(model, n=n if n > 1 else None, **params), **extra}
     async with _semaphore(model):
         try:
             result = await model.agenerate([convert_to_messages(messages)], **kwargs)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # every backend raises its own types; the user gets one sentence
-            raise ModelError(_describe(model, error)) from error
+            raise ModelError(_describe(model, error), transient=_transient(error)) from error
     generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
     if not generations:
         raise ModelError(f"the model server at {model_label(model)} returned no completion")
@@ -210,17 +225,19 @@ async def sample(
     stop: list[str] | None = None,
     logprobs: bool | None = None,
     top_logprobs: int | None = None,
+    extra: dict[str, Any] | None = None,
     on_completion: Callable[[Completion], None] | None = None,
 ) -> tuple[list[Completion], Usage]:
     """n completions of `messages` and what they cost.
 
     Args:
+        extra: further request arguments passed as they are (for example `tools`).
         on_completion: called with each completion as it arrives (for progress display).
     """
     if n < 1:
         raise ValueError("n must be at least 1")
     params = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop,
-                  logprobs=logprobs, top_logprobs=top_logprobs)  # fmt: skip
+                  logprobs=logprobs, top_logprobs=top_logprobs, extra=extra)  # fmt: skip
     key = model_key(model)
     supports_n = "n" in getattr(type(model), "model_fields", {})
     completions: list[Completion] = []

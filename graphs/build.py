@@ -1,0 +1,111 @@
+"""`build_graph`: a compiled LangGraph for any method, ready to run alone or as a subgraph.
+
+    graph = build_graph("magicore", model=chat_model("embedded"))
+    final = await graph.ainvoke({"question": "What is 17 * 3?"})
+
+Input: {"question": str, optional "family" and "calibration"}. Output state keys: `answer`,
+`votes`, `rounds`, `route`, `pool`, `reviews`, `usage` (per role). Run it with the async API
+(`ainvoke`, `astream`); `stream_mode="custom"` yields the progress events of graphs/events.py.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.types import RetryPolicy
+
+from magicore.agents.refiner import Refiner
+from magicore.agents.reviewer import Reviewer
+from magicore.agents.self_refiner import SelfRefiner
+from magicore.agents.solver import Solver, SolverConfig
+from magicore.graphs.baselines import best_of_k, self_consistency, self_refine
+from magicore.graphs.config import MethodConfig
+from magicore.graphs.magicore import magicore_graph
+from magicore.tools.errors import InputError, ModelError
+from magicore.tools.rewards.base import RewardModel
+
+Method = Literal["magicore", "sc", "bok", "self-refine"]
+METHODS: tuple[str, ...] = ("magicore", "sc", "bok", "self-refine")
+ALIASES = {"self-consistency": "sc", "best-of-k": "bok", "selfrefine": "self-refine", "mgc": "magicore"}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Retry a node only for errors that another try may fix (timeouts, 5xx, 429)."""
+    return isinstance(error, ModelError) and error.transient
+
+
+def default_retry() -> RetryPolicy:
+    return RetryPolicy(max_attempts=2, initial_interval=1.0, retry_on=is_transient)
+
+
+def normalize_method(method: str) -> str:
+    name = ALIASES.get(method.lower(), method.lower())
+    if name not in METHODS:
+        raise InputError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
+    return name
+
+
+def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel) -> RewardModel:
+    from magicore.tools.rewards.spec import build_reward, default_reward_spec
+
+    if isinstance(reward, RewardModel):
+        return reward
+    provider = (judge_model.metadata or {}).get("magicore_provider")
+    return build_reward(reward or default_reward_spec(provider), judge_model=judge_model)
+
+
+def build_graph(
+    method: str = "magicore",
+    *,
+    model: BaseChatModel,
+    reviewer_model: BaseChatModel | None = None,
+    refiner_model: BaseChatModel | None = None,
+    reward: RewardModel | str | None = None,
+    config: MethodConfig | None = None,
+    checkpointer=None,
+    retry: RetryPolicy | None = None,
+    reviewer_tools: bool = False,
+    name: str | None = None,
+):
+    """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
+
+    Args:
+        model: the Solver's chat model, and every other role's unless given.
+        reward: a RewardModel or a reward spec string (see magicore.tools.rewards.spec); the
+            default suits the model (the execution verifier alone for the embedded model).
+        checkpointer: any LangGraph checkpointer (InMemorySaver, SqliteSaver...).
+        reviewer_tools: let a tool-calling Reviewer run code in the sandbox itself.
+    """
+    method = normalize_method(method)
+    config = config or MethodConfig()
+    retry = retry or default_retry()
+    solver = Solver(model, SolverConfig(k=config.k, temperature=config.temperature, top_p=config.top_p,
+                                        max_tokens=config.max_tokens, seed=config.seed))  # fmt: skip
+    if method == "sc":
+        graph = self_consistency(solver, config, retry)
+    elif method == "bok":
+        graph = best_of_k(solver, resolve_reward(reward, model), config, retry)
+    elif method == "self-refine":
+        agent = SelfRefiner(reviewer_model or model, temperature=config.temperature, top_p=config.top_p,
+                            max_tokens=config.max_tokens)  # fmt: skip
+        graph = self_refine(solver, agent, config, retry)
+    else:
+        graph = _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools)
+    return graph.compile(checkpointer=checkpointer, name=name or f"magicore-{method}")
+
+
+def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools):
+    from magicore.graphs.evidence import verifier_evidence
+    from magicore.tools.rewards.verifier import ExecutionVerifier
+
+    params = dict(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
+    tools = ()
+    if reviewer_tools:
+        from magicore.tools.sandbox import PythonSandboxTool
+
+        tools = (PythonSandboxTool(),)
+    reviewer = Reviewer(reviewer_model or model, threshold=config.review_threshold, tools=tools, **params)
+    refiner = Refiner(refiner_model or model, **params)
+    return magicore_graph(solver, reviewer, refiner, resolve_reward(reward, model), config, retry,
+                          evidence=verifier_evidence(ExecutionVerifier()))  # fmt: skip

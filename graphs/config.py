@@ -1,0 +1,25 @@
+"""Settings of a method run: every number of the algorithm is a parameter."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from magicore.graphs.state import Calibration
+
+
+class MethodConfig(BaseModel):
+    """Defaults follow the reference method, except k (40 in the paper; 8 here, for the
+    embedded model)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    k: int = Field(8, ge=1, le=256, description="chains the Solver samples")
+    rounds: int = Field(3, ge=0, le=20, description="refinement rounds at most (T)")
+    keep: int | None = Field(None, ge=1, description="pool size kept by reward (top-k); k if None")
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, description="per completion; the backend's default if None")
+    seed: int | None = None
+    review_threshold: int = Field(6, ge=0, le=10, description="steps scoring below n/10 get attention")
+    self_refine_rounds: int = Field(4, ge=1, le=20, description="Self-Refine's feedback rounds at most")
+    calibration: Calibration | None = Field(None, description="mu/sigma; the question's own chains if None")

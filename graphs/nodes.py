@@ -1,0 +1,164 @@
+"""The graph nodes, shared by MAgICoRe and the baselines.
+
+Each factory closes over the agents and settings it needs and returns an async node. Nodes
+emit custom stream events (see `graphs/events.py`) so a UI can show each step as it happens.
+Review and refine run once per chain, fanned out with `Send`; `sample` bounds the requests in
+flight per server, so k branches do not flood it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Literal
+
+from langgraph.types import Command, Overwrite, Send, StreamWriter
+
+from magicore.agents.chain import Chain
+from magicore.agents.prompts import detect_family
+from magicore.agents.refiner import Refiner
+from magicore.agents.reviewer import Reviewer
+from magicore.agents.solver import Solver
+from magicore.graphs import events
+from magicore.graphs.aggregation import Vote, majority_vote, weighted_vote
+from magicore.graphs.calibration import self_calibration
+from magicore.graphs.config import MethodConfig
+from magicore.graphs.routing import classify_difficulty, reward as chain_r
+from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
+from magicore.tools.llm import track_usage
+from magicore.tools.rewards.base import RewardModel
+
+Aggregation = Literal["weighted", "majority", "best"]
+
+
+def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
+    k = k or config.k
+
+    async def solve(state: State, writer: StreamWriter) -> dict:
+        family = state.get("family") or detect_family(state["question"])
+        arrived = 0
+
+        def on_chain(chain: Chain) -> None:
+            nonlocal arrived
+            arrived += 1
+            writer(events.chain_sampled(chain, index=arrived - 1, k=k))
+
+        result = await solver.asolve(state["question"], k=k, family=family, on_chain=on_chain)
+        return {"family": family, "pending": result.chains, "round": 0,
+                "usage": usage_update("solver", result.usage)}  # fmt: skip
+
+    return solve
+
+
+async def score_chain(reward: RewardModel, question: str, chain: Chain) -> Chain:
+    """The chain with its step scores, outcome score and their components filled in."""
+    if chain.parsed and chain.steps:
+        step_task = reward.ascore_steps_detailed(question, chain.steps)
+    else:  # the reference gives a chain without a parsable answer step score 0
+        step_task = asyncio.sleep(0, result=([0.0], {}))
+    (steps, step_parts), (orm, orm_parts) = await asyncio.gather(
+        step_task, reward.ascore_outcome_detailed(question, chain.text)
+    )
+    return chain.model_copy(update={"step_scores": list(steps), "orm": float(orm),
+                                    "components": {"steps": step_parts, "outcome": orm_parts}})  # fmt: skip
+
+
+def top_k(chains: list[Chain], keep: int) -> list[Chain]:
+    """The `keep` chains with the highest R; ties keep their order (older chains first)."""
+    return sorted(chains, key=lambda c: -chain_r(c))[:keep]
+
+
+def make_score(reward: RewardModel, config: MethodConfig):
+    keep = config.keep or config.k
+
+    async def score(state: State, writer: StreamWriter) -> dict:
+        pending = state.get("pending") or []
+        with track_usage() as used:
+            scored = await asyncio.gather(*(score_chain(reward, state["question"], c) for c in pending))
+        round_ = max((c.round for c in scored), default=state.get("round", 0))
+        pool = top_k(list(state.get("pool") or []) + list(scored), keep)
+        writer(events.scores_ready(round_, scored, pool, reward.name))
+        return {"pending": Overwrite([]), "pool": pool, "round": round_,
+                "usage": usage_update("reward", used)}  # fmt: skip
+
+    return score
+
+
+def vote(chains: list[Chain], how: Aggregation) -> Vote:
+    if how == "majority":
+        return majority_vote(chains)
+    if how == "weighted":
+        return weighted_vote(chains, chain_r)
+    best = max((c for c in chains if c.parsed), key=chain_r, default=None)  # Best-of-k
+    if best is None:
+        return Vote(answer=None)
+    return Vote(answer=best.answer, weights={best.answer: chain_r(best)})
+
+
+def make_aggregate(how: Aggregation):
+    async def aggregate(state: State) -> dict:
+        chains = state.get("pool") or state.get("pending") or []
+        result = vote(chains, how)
+        return {"answer": result.answer, "votes": result.weights}
+
+    return aggregate
+
+
+def make_route(config: MethodConfig):
+    async def route(state: State, writer: StreamWriter) -> dict:
+        pool = state["pool"]
+        cal = state.get("calibration") or config.calibration or self_calibration(pool)
+        d = classify_difficulty(pool, cal.mu, cal.sigma)
+        decision = RouteDecision(round=state.get("round", 0), hard=d.hard, cond1=d.cond1, mean_z=d.mean_z,
+                                 orm_confidence=d.orm_confidence, prm_confidence=d.prm_confidence,
+                                 majority=d.majority, calibration=cal.source)  # fmt: skip
+        will_refine = d.hard and decision.round < config.rounds
+        writer(events.route_decided(decision, will_refine=will_refine))
+        return {"route": [decision]}
+
+    def after_route(state: State) -> list[Send] | str:
+        decision = state["route"][-1]
+        if not (decision.hard and decision.round < config.rounds):
+            return "finish"
+        return [
+            Send("review", BranchState(question=state["question"], family=state.get("family") or "word",
+                                       round=decision.round, index=i, chain=chain, review=None))  # fmt: skip
+            for i, chain in enumerate(state["pool"])
+        ]
+
+    return route, after_route
+
+
+def make_review(reviewer: Reviewer, evidence: Callable | None):
+    async def review(branch: BranchState, writer: StreamWriter) -> Command:
+        chain = branch["chain"]
+        lines = await evidence(branch["question"], chain) if evidence else []
+        result, used = await reviewer.areview(branch["question"], chain, index=branch["index"],
+                                              evidence=lines, family=branch["family"])  # fmt: skip
+        result = result.model_copy(update={"round": branch["round"]})
+        writer(events.review_written(result))
+        return Command(
+            update={"reviews": [result], "usage": usage_update("reviewer", used)},
+            goto=Send("refine", {**branch, "review": result}),
+        )
+
+    return review
+
+
+def make_refine(refiner: Refiner):
+    async def refine(branch: BranchState, writer: StreamWriter) -> dict:
+        refined, used = await refiner.arefine(branch["question"], branch["chain"], branch["review"],
+                                              round=branch["round"] + 1, family=branch["family"])  # fmt: skip
+        writer(events.refinement_written(refined, branch["chain"], branch["index"]))
+        return {"pending": [refined], "usage": usage_update("refiner", used)}
+
+    return refine
+
+
+def make_finish(method: str):
+    async def finish(state: State, writer: StreamWriter) -> dict:
+        rounds = state.get("round", 0)
+        writer(events.final(method, state.get("answer"), state.get("votes") or {}, rounds))
+        return {"rounds": rounds}
+
+    return finish

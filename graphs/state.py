@@ -1,0 +1,93 @@
+"""The graphs' state: a TypedDict with explicit reducers; pydantic models for the values inside.
+
+`pending` holds chains waiting to be scored (from the Solver or the Refiner); the score node
+moves them into `pool` and clears `pending` with `Overwrite`. `usage` is per role and summed
+across parallel branches by `merge_usage`.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+from pydantic import BaseModel
+
+from magicore.agents.chain import Chain
+from magicore.agents.reviewer import Review
+
+USAGE_KEYS = ("llm_calls", "requests", "input_tokens", "output_tokens")
+
+
+class Calibration(BaseModel):
+    """Mean and standard deviation of the chain reward R over a calibration population."""
+
+    mu: float
+    sigma: float
+    source: str = "given"  # "batch", "file:PATH", "self" (the question's own chains), "given"
+    n: int | None = None
+
+
+class RouteDecision(BaseModel):
+    """One easy/hard evaluation (DESIGN step 4)."""
+
+    round: int
+    hard: bool
+    cond1: bool
+    mean_z: float | None
+    orm_confidence: float
+    prm_confidence: float
+    majority: str | None
+    calibration: str = ""
+
+
+class Draft(BaseModel):
+    """Self-Refine's history: a draft and the feedback it received."""
+
+    text: str
+    answer: str | None
+    feedback: str | None = None
+
+
+def merge_usage(left: dict[str, dict[str, int]] | None, right: dict[str, dict[str, int]] | None):
+    """Sum per-role usage dicts: {"solver": {"llm_calls": 8, ...}, "judge": {...}}."""
+    out = {role: dict(values) for role, values in (left or {}).items()}
+    for role, values in (right or {}).items():
+        mine = out.setdefault(role, dict.fromkeys(USAGE_KEYS, 0))
+        for key in USAGE_KEYS:
+            mine[key] = mine.get(key, 0) + int(values.get(key, 0))
+    return out
+
+
+def usage_update(role: str, usage: Any) -> dict[str, dict[str, int]]:
+    """A `usage` state update for one role from a `magicore.tools.llm.Usage`."""
+    return {role: {key: int(getattr(usage, key)) for key in USAGE_KEYS}}
+
+
+class State(TypedDict, total=False):
+    # input
+    question: str
+    family: str | None  # "word", "math", "mcq"; guessed when absent
+    calibration: Calibration | None
+    # working state
+    pending: Annotated[list[Chain], operator.add]
+    pool: list[Chain]
+    round: int
+    reviews: Annotated[list[Review], operator.add]
+    route: Annotated[list[RouteDecision], operator.add]
+    drafts: list[Draft]
+    usage: Annotated[dict[str, dict[str, int]], merge_usage]
+    # output
+    answer: str | None
+    votes: dict[str, float]
+    rounds: int  # refinement rounds run
+
+
+class BranchState(TypedDict):
+    """What one fan-out branch (review or refine of one chain) receives through `Send`."""
+
+    question: str
+    family: str
+    round: int
+    index: int
+    chain: Chain
+    review: Review | None
