@@ -32,6 +32,7 @@ def result_from_state(question: str, method: str, state: dict[str, Any], seconds
         route=[d.model_dump() for d in state.get("route") or []],
         usage_by_role=usage,
         reviews=[r.model_dump() for r in state.get("reviews") or []],
+        refinements=list(state.get("refinements") or []),
         drafts=[d.model_dump() for d in state.get("drafts") or []],
         **totals,
     )

@@ -72,3 +72,34 @@ def load_calibration(model: str, reward_spec: str) -> Calibration | None:
     except (OSError, ValueError):
         return None
     return Calibration(mu=data["mu"], sigma=data["sigma"], source=f"file:{path}", n=data.get("n"))
+
+
+async def calibrate(
+    questions: Sequence[str],
+    *,
+    model,
+    reward,
+    concurrency: int = 4,
+    max_tokens: int | None = None,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+) -> Calibration:
+    """Sample one chain per question, score it, and return mu/sigma of R (as the reference
+    does with the first chain of every problem)."""
+    import asyncio
+
+    from magicore.agents.solver import Solver, SolverConfig
+    from magicore.graphs.build import resolve_reward
+    from magicore.graphs.nodes import score_chain
+
+    reward_model = resolve_reward(reward, model)
+    solver = Solver(model, SolverConfig(k=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens))
+    limit = asyncio.Semaphore(concurrency)
+
+    async def first_chain(question: str):
+        async with limit:
+            chain = (await solver.asolve(question)).chains[0]
+            return await score_chain(reward_model, question, chain)
+
+    chains = await asyncio.gather(*(first_chain(q) for q in questions))
+    return from_first_chains(chains, source="calibrate")

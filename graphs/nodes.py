@@ -150,7 +150,7 @@ def make_refine(refiner: Refiner):
         refined, used = await refiner.arefine(branch["question"], branch["chain"], branch["review"],
                                               round=branch["round"] + 1, family=branch["family"])  # fmt: skip
         writer(events.refinement_written(refined, branch["chain"], branch["index"]))
-        return {"pending": [refined], "usage": usage_update("refiner", used)}
+        return {"pending": [refined], "refinements": [refined], "usage": usage_update("refiner", used)}
 
     return refine
 

@@ -26,6 +26,7 @@ class RunResult(BaseModel):
     route: list[dict[str, Any]] = Field(default_factory=list)
     usage_by_role: dict[str, dict[str, int]] = Field(default_factory=dict)
     reviews: list[dict[str, Any]] = Field(default_factory=list)
+    refinements: list[Chain] = Field(default_factory=list)
     drafts: list[dict[str, Any]] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -49,4 +50,8 @@ class RunResult(BaseModel):
         }
         if include_chains:
             out["chains"] = [c.model_dump(exclude_none=True) for c in self.chains]
+            out["reviews"] = self.reviews
+            out["refinements"] = [c.model_dump(exclude_none=True) for c in self.refinements]
+            if self.drafts:
+                out["drafts"] = self.drafts
         return out

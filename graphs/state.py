@@ -73,6 +73,7 @@ class State(TypedDict, total=False):
     pool: list[Chain]
     round: int
     reviews: Annotated[list[Review], operator.add]
+    refinements: Annotated[list[Chain], operator.add]  # every refined chain, kept or not
     route: Annotated[list[RouteDecision], operator.add]
     drafts: list[Draft]
     usage: Annotated[dict[str, dict[str, int]], merge_usage]

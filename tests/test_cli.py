@@ -43,7 +43,8 @@ def server():
 
 
 def test_solve_json_against_an_openai_compatible_server(server):
-    proc = magicore("solve", QUESTION, "--model", f"mock@{server.base_url}", "-k", "3", "--json", "--seed", "1")
+    proc = magicore("solve", QUESTION, "--method", "sc", "--model", f"mock@{server.base_url}", "-k", "3", "--json",
+                    "--seed", "1")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["answer"] == "42" and out["method"] == "sc"
@@ -53,13 +54,33 @@ def test_solve_json_against_an_openai_compatible_server(server):
     assert out["model"] == f"openai-compatible:mock@{server.base_url}"
 
 
+def test_magicore_json_reports_rounds_and_route(server):
+    proc = magicore("solve", QUESTION, "--model", server.base_url, "-k", "3", "--json", "--reward", "verifier")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["method"] == "magicore" and out["answer"] == "42" and out["rounds"] == 0
+    assert out["reward"] == "verifier" and out["calibration"] == "self"
+    (decision,) = out["route"]
+    assert decision == {"round": 0, "hard": False, "cond1": True, "orm_confidence": 1.0,
+                        "prm_confidence": 1.0, "majority": "42"}
+    assert out["usage_by_role"]["solver"]["llm_calls"] == 3
+
+
+def test_explain_prints_candidates_and_route(server):
+    proc = magicore("solve", QUESTION, "--model", server.base_url, "-k", "2", "--reward", "verifier", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    assert "Method: magicore (easy: settled by the weighted vote)" in proc.stdout
+    assert "Round 0: easy" in proc.stdout and "Candidates (final pool):" in proc.stdout
+    assert "steps [0.95]" in proc.stdout  # the verifier checked 40 + 2 = 42
+
+
 def test_question_from_stdin_and_file(server, tmp_path):
-    proc = magicore("solve", "-", "--model", server.base_url, "-k", "1", "--json", stdin=QUESTION)
+    proc = magicore("solve", "-", "--method", "sc", "--model", server.base_url, "-k", "1", "--json", stdin=QUESTION)
     assert proc.returncode == 0, proc.stderr
     assert server.settings.requests[-1]["messages"][-1]["content"] == QUESTION
     path = tmp_path / "q.txt"
     path.write_text(QUESTION + "\n")
-    proc = magicore("solve", "--file", str(path), "--model", server.base_url, "-k", "1")
+    proc = magicore("solve", "--file", str(path), "--method", "sc", "--model", server.base_url, "-k", "1")
     assert proc.returncode == 0 and "Answer: 42" in proc.stdout
 
 
@@ -69,9 +90,10 @@ def test_show_samples_prints_chains(server):
     assert proc.stdout.count("--- chain") == 2 and "Step 1: 40 + 2 = 42" in proc.stdout
 
 
-def test_model_that_answers_nothing_exits_3(tmp_path):
+@pytest.mark.parametrize("method", [["--method", "sc"], ["--reward", "verifier"]])
+def test_model_that_answers_nothing_exits_3(method):
     with MockServer(MockSettings(mode="empty")) as s:
-        proc = magicore("solve", QUESTION, "--model", s.base_url, "-k", "2", "--json")
+        proc = magicore("solve", QUESTION, "--model", s.base_url, "-k", "2", "--json", *method)
     assert proc.returncode == 3
     assert json.loads(proc.stdout)["answer"] is None
     assert proc.stderr.strip() == "magicore: no answer: the model returned empty text in 2 samples"
@@ -103,6 +125,17 @@ def test_bad_input_is_a_one_line_error(args, stdin, fragment):
     proc = magicore(*args, stdin=stdin, timeout=60)
     assert_one_line_error(proc, fragment)
     assert proc.returncode == 1
+
+
+def test_judge_that_answers_nothing_is_a_one_line_error():
+    with MockServer(MockSettings(mode="empty")) as s:
+        proc = magicore("solve", QUESTION, "--model", s.base_url, "-k", "2", "--reward", "judge")
+    assert_one_line_error(proc, "the judge model mock-model returned neither text nor logprobs")
+
+
+def test_bad_reward_spec_is_a_one_line_error():
+    proc = magicore("solve", QUESTION, "--model", "http://127.0.0.1:9/v1", "--reward", "oracle")
+    assert_one_line_error(proc, "unknown reward backend 'oracle'")
 
 
 def test_bad_model_spec_from_the_environment():

@@ -7,6 +7,7 @@ gave no parsable answer; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -14,8 +15,14 @@ from magicore.tools.errors import MagicoreError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 1, 2, 3, 130
 
+#: command -> (module under magicore.ui, one-line help)
+COMMANDS = {
+    "solve": ("solve_command", "solve one question"),
+    "calibrate": ("calibrate_command", "measure and save the reward calibration (mu, sigma) for a model"),
+}
 
-def _positive_int(text: str) -> int:
+
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -25,7 +32,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -35,10 +52,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, roles: bool = False) -> None:
     parser.add_argument("--model", metavar="SPEC", help="model spec (default: $MAGICORE_MODEL, else 'embedded')")
-    parser.add_argument("--timeout", type=_positive_float, default=120.0, metavar="S",
-                        help="seconds to wait for one model response (default 120)")
+    if roles:
+        for role in ("solver", "reviewer", "refiner"):
+            parser.add_argument(f"--{role}-model", metavar="SPEC", help=f"the {role}'s model (default: --model)")
+    parser.add_argument("--reward", metavar="SPEC",
+                        help="reward backends, e.g. 'verifier' or 'prm=judge*verifier,orm=judge' "
+                             "(default: suits the model; see README)")  # fmt: skip
+    parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
+                        help="seconds to wait for one model response (default 120)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,20 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    solve = sub.add_parser("solve", help="solve one question", description="Solve one question.")
-    solve.add_argument("question", nargs="?", help="the question, or - to read it from stdin")
-    solve.add_argument("--file", metavar="PATH", help="read the question from a file")
-    add_model_options(solve)
-    solve.add_argument("-k", type=_positive_int, default=None, help="chains to sample (default 8)")
-    solve.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    solve.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
-    solve.add_argument("--max-tokens", type=_positive_int, default=None, help="token limit per chain")
-    solve.add_argument("--seed", type=int, default=None, help="sampling seed")
-    solve.add_argument("--task", choices=["auto", "word", "math", "mcq"], default="auto",
-                       help="task family for the prompts (default: guessed from the question)")
-    solve.add_argument("--json", action="store_true", help="print one JSON object")
-    solve.add_argument("--show-samples", action="store_true", help="print every chain")
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        importlib.import_module(f"magicore.ui.{module}").add_arguments(command)
     return parser
 
 
@@ -69,20 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    module = importlib.import_module(f"magicore.ui.{COMMANDS[args.command][0]}")
     try:
-        if args.command == "solve":
-            from magicore.ui.solve_command import run
-
-            return run(args)
-        parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse checks
+        return module.run(args)
     except MagicoreError as error:
         print(f"magicore: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("magicore: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return 0
 
 
 if __name__ == "__main__":

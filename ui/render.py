@@ -5,20 +5,61 @@ from __future__ import annotations
 from magicore.graphs.result import RunResult
 
 
+def route_summary(result: RunResult) -> str:
+    if not result.route:
+        return {"sc": "majority vote", "bok": "best reward", "self-refine": f"{result.rounds} revision(s)"}.get(
+            result.method, "-"
+        )
+    first, last = result.route[0], result.route[-1]
+    if not first["hard"]:
+        return "easy: settled by the weighted vote"
+    end = "easy" if not last["hard"] else "still hard"
+    return f"hard: {result.rounds} refinement round(s), then {end}"
+
+
 def print_result(result: RunResult, *, show_samples: bool = False) -> None:
     print(f"Answer: {result.answer if result.answer is not None else '(none)'}")
+    print(f"Method: {result.method} ({route_summary(result)})")
     if result.votes:
         total = sum(result.votes.values()) or 1.0
-        parts = [f"{answer}: {weight:g} ({weight / total:.0%})" for answer, weight in result.votes.items()]
+        parts = [f"{answer}: {weight:.3g} ({weight / total:.0%})" for answer, weight in result.votes.items()]
         print(f"Votes:  {', '.join(parts)}")
     unparsed = sum(1 for c in result.chains if c.answer is None)
     if unparsed:
         print(f"        ({unparsed} of {len(result.chains)} chains had no parsable answer)")
     print(
         f"Cost:   {result.llm_calls} LLM calls, {result.input_tokens} input + "
-        f"{result.output_tokens} output tokens, {result.seconds:.1f} s ({result.method})"
+        f"{result.output_tokens} output tokens, {result.seconds:.1f} s"
     )
     if show_samples:
         for i, chain in enumerate(result.chains, 1):
             print(f"\n--- chain {i}: answer {chain.answer!r} ---")
             print(chain.text.strip())
+
+
+def explain(result: RunResult) -> None:
+    """The route decisions, the final candidates with scores, and every review and refinement."""
+    for d in result.route:
+        print(f"\nRound {d['round']}: {'hard' if d['hard'] else 'easy'} (cond1 {d['cond1']}, mean z "
+              f"{d['mean_z'] if d['mean_z'] is None else round(d['mean_z'], 2)}, ORM confidence "
+              f"{d['orm_confidence']:.2f}, PRM confidence {d['prm_confidence']:.2f}, majority {d['majority']!r}; "
+              f"calibration: {d['calibration']})")  # fmt: skip
+    if result.chains and result.chains[0].scored:
+        print("\nCandidates (final pool):")
+        for i, c in enumerate(result.chains, 1):
+            steps = " ".join(f"{s:.2f}" for s in c.step_scores or [])
+            print(f"  {i}. answer {c.answer!r:>8}  R {c.reward:.3f}  ORM {c.orm:.2f}  steps [{steps}]"
+                  f"  ({c.origin}, round {c.round})")  # fmt: skip
+    for r in result.reviews:
+        low = ", ".join(map(str, r["low_steps"])) or "none"
+        print(f"\nReview of chain {r['chain_index'] + 1} (round {r['round']}, low steps: {low}):")
+        for line in r["evidence"]:
+            print(f"  evidence: {line}")
+        print("  " + r["feedback"].replace("\n", "\n  "))
+    for c in result.refinements:
+        print(f"\nRefinement of chain {(c.parent or 0) + 1} (round {c.round}, answer {c.answer!r}):")
+        print("  " + c.text.strip().replace("\n", "\n  "))
+    for i, d in enumerate(result.drafts):
+        print(f"\nDraft {i} (answer {d['answer']!r}):\n  " + d["text"].strip().replace("\n", "\n  "))
+        if d.get("feedback"):
+            print("  feedback: " + d["feedback"].replace("\n", "\n  "))

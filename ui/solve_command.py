@@ -1,13 +1,34 @@
-"""`magicore solve`: read a question, run a method, print the answer, the vote and the cost."""
+"""`magicore solve`: read a question, run a method, print the answer, the route and the cost."""
 
 from __future__ import annotations
 
-import asyncio
-import json
+import argparse
 import sys
 from pathlib import Path
 
 from magicore.tools.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from magicore.ui.cli import add_model_options, nonnegative_int, positive_int
+
+    parser.add_argument("question", nargs="?", help="the question, or - to read it from stdin")
+    parser.add_argument("--file", metavar="PATH", help="read the question from a file")
+    parser.add_argument("--method", default="magicore", choices=["magicore", "sc", "bok", "self-refine"],
+                        help="magicore (default), sc (self-consistency), bok (best-of-k) or self-refine")
+    add_model_options(parser, roles=True)
+    parser.add_argument("-k", type=positive_int, default=None, help="chains to sample (default 8)")
+    parser.add_argument("--rounds", type=nonnegative_int, default=3, help="refinement rounds at most (default 3)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
+    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
+    parser.add_argument("--seed", type=int, default=None, help="sampling seed")
+    parser.add_argument("--task", choices=["auto", "word", "math", "mcq"], default="auto",
+                        help="task family for the prompts (default: guessed from the question)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--show-samples", action="store_true", help="print every chain of the final pool")
+    parser.add_argument("--explain", action="store_true",
+                        help="print the candidates with their scores, the reviews and the refinements")
 
 
 def read_question(args) -> str:
@@ -27,49 +48,48 @@ def read_question(args) -> str:
     return args.question
 
 
-class Progress:
-    """A progress bar on stderr (only when stderr is a terminal)."""
-
-    def __init__(self, total: int, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit="chain", file=sys.stderr, disable=None, leave=False)
-
-    def update(self, *_args) -> None:
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def run(args) -> int:
-    from magicore.agents.backends import chat_model, resolve_spec
+    import asyncio
+    import json
+
     from magicore.agents.questions import check_question
-    from magicore.agents.solver import SolverConfig
     from magicore.graphs.api import asolve
+    from magicore.graphs.calibration import load_calibration
+    from magicore.graphs.config import MethodConfig
     from magicore.ui.cli import EXIT_NO_ANSWER
-    from magicore.ui.render import print_result
+    from magicore.ui.progress import Progress
+    from magicore.ui.render import explain, print_result
+    from magicore.ui.runtime import runtime_from_args
 
     question = check_question(read_question(args))
-    spec = resolve_spec(cli=args.model)
-    config = SolverConfig(
-        k=args.k or 8, temperature=args.temperature, top_p=args.top_p,
-        max_tokens=args.max_tokens, seed=args.seed,
-    )  # fmt: skip
-    progress = Progress(config.k, "sampling")
     try:
-        model = chat_model(spec, timeout=args.timeout)
-        result = asyncio.run(
-            asolve(question, model=model, config=config, family=None if args.task == "auto" else args.task,
-                   on_chain=progress.update)
-        )
+        config = MethodConfig(k=args.k or 8, rounds=args.rounds, temperature=args.temperature, top_p=args.top_p,
+                              max_tokens=args.max_tokens, seed=args.seed)  # fmt: skip
+    except ValueError as e:
+        raise InputError(str(e).splitlines()[0]) from e
+    rt = runtime_from_args(args)
+    calibration = load_calibration(rt.model_spec, rt.reward_spec) if args.method == "magicore" else None
+    progress = Progress(config.k if args.method != "self-refine" else 1)
+    try:
+        result = asyncio.run(asolve(
+            question, method=args.method, model=rt.model, reviewer_model=rt.reviewer_model,
+            refiner_model=rt.refiner_model, reward=rt.reward_spec if args.method in ("magicore", "bok") else None,
+            config=config, family=None if args.task == "auto" else args.task, calibration=calibration,
+            on_event=progress,
+        ))  # fmt: skip
     finally:
         progress.close()
-    result.extra.setdefault("model", str(spec))
+    result.extra["model"] = rt.model_spec
+    if args.method in ("magicore", "bok"):
+        result.extra["reward"] = rt.reward_spec
+    if args.method == "magicore":
+        result.extra["calibration"] = result.route[0]["calibration"] if result.route else None
     if args.json:
-        print(json.dumps(result.to_json(include_chains=args.show_samples), ensure_ascii=False))
+        print(json.dumps(result.to_json(include_chains=args.show_samples or args.explain), ensure_ascii=False))
     else:
         print_result(result, show_samples=args.show_samples)
+        if args.explain:
+            explain(result)
     if result.answer is None:
         n = len(result.chains)
         empty = all(not c.text.strip() for c in result.chains)

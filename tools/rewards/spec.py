@@ -78,6 +78,21 @@ def parse_reward_spec(spec: str) -> tuple[tuple[list[str], str], tuple[list[str]
     return found["prm"], found["orm"]
 
 
+_TERM = re.compile(r"^(verifier|judge|judge:.+|const:.+|(vllm|shepherd):.+@https?://\S+)$")
+_UNKNOWN = (
+    "unknown reward backend '{}': use verifier, judge, judge:MODELSPEC, vllm:MODEL@URL, "
+    "shepherd:MODEL@URL or const:X"
+)
+
+
+def check_reward_spec(spec: str) -> None:
+    """Raise InputError for a spec that cannot be built, without building anything."""
+    (steps, _), (outcome, _) = parse_reward_spec(spec)
+    for term in steps + outcome:
+        if not _TERM.match(term):
+            raise InputError(_UNKNOWN.format(term))
+
+
 def build_reward(
     spec: str,
     *,
@@ -138,7 +153,4 @@ def _make_term(text, role, judge_model, make_model, timeout) -> RewardModel:
             prm_style = "math-shepherd" if style == "shepherd" else "qwen-prm"
             return VLLMRewardModel(url, prm_model=model, prm_style=prm_style, timeout=timeout)
         return VLLMRewardModel(url, orm_model=model, timeout=timeout)
-    raise InputError(
-        f"unknown reward backend '{text}': use verifier, judge, judge:MODELSPEC, "
-        "vllm:MODEL@URL, shepherd:MODEL@URL or const:X"
-    )
+    raise InputError(_UNKNOWN.format(text))

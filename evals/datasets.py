@@ -1,0 +1,120 @@
+"""Benchmark datasets read from a directory (never copied into the repository).
+
+GSM8K (`gsm8k_test.jsonl`), SVAMP (`svamp.json`) and MATH-500 (`math500_test.jsonl`), as laid
+out in ../shared/data/README.md. The directory is `--data DIR`, else $MAGICORE_DATA, else
+`../shared/data` beside the working directory or the source checkout.
+
+Subsets: SVAMP `single-op` (one arithmetic operator in the equation); GSM8K `steps=N` or
+`steps<=N` (N calculator annotations in the reference solution); MATH-500 `level=N` or
+`level<=N`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from magicore.tools.errors import InputError
+
+DATASETS = ("gsm8k", "svamp", "math500")
+FILES = {"gsm8k": "gsm8k_test.jsonl", "svamp": "svamp.json", "math500": "math500_test.jsonl"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str
+    dataset: str
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def default_data_dir() -> Path | None:
+    candidates = [os.environ.get("MAGICORE_DATA")]
+    candidates += [str(Path.cwd().parent / "shared" / "data")]
+    candidates += [str(Path(__file__).resolve().parent.parent.parent / "shared" / "data")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / FILES["gsm8k"]).exists():
+            return Path(candidate)
+    return None
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _read(name: str, directory: Path) -> list[Problem]:
+    path = directory / FILES[name]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read the {name} data at {path}: {e.strerror}") from e
+    if name == "svamp":
+        return [
+            Problem(id=str(r["ID"]), question=f"{r['Body'].strip()} {r['Question'].strip()}",
+                    answer=_number(r["Answer"]), dataset=name,
+                    meta={"type": r.get("Type"), "equation": r.get("Equation")})  # fmt: skip
+            for r in json.loads(text)
+        ]
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if name == "gsm8k":
+        return [
+            Problem(id=f"gsm8k-{i}", question=r["question"], dataset=name,
+                    answer=r["answer"].split("####")[-1].strip().replace(",", ""),
+                    meta={"steps": r["answer"].count("<<")})  # fmt: skip
+            for i, r in enumerate(rows)
+        ]
+    return [
+        Problem(id=r.get("unique_id", f"math500-{i}"), question=r["problem"], answer=r["answer"], dataset=name,
+                meta={"level": r.get("level"), "subject": r.get("subject")})  # fmt: skip
+        for i, r in enumerate(rows)
+    ]
+
+
+_SUBSET = re.compile(r"^(steps|level)\s*(=|<=|>=)\s*(\d+)$")
+
+
+def _keep(problem: Problem, subset: str) -> bool:
+    if subset == "single-op":
+        if problem.dataset != "svamp":
+            raise InputError("the single-op subset is SVAMP's")
+        return len(re.findall(r"[-+*/]", problem.meta.get("equation") or "")) == 1
+    m = _SUBSET.match(subset)
+    if not m:
+        raise InputError(f"unknown subset '{subset}': use single-op, steps<=N, steps=N, level<=N or level=N")
+    key, op, number = m.group(1), m.group(2), int(m.group(3))
+    if (key, problem.dataset) not in (("steps", "gsm8k"), ("level", "math500")):
+        raise InputError(f"the {key} subsets are {'GSM8K' if key == 'steps' else 'MATH-500'}'s")
+    value = problem.meta.get(key)
+    if value is None:
+        return False
+    return {"=": value == number, "<=": value <= number, ">=": value >= number}[op]
+
+
+def load_problems(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    subset: str | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+) -> list[Problem]:
+    """Problems of a dataset, filtered by subset, shuffled with `seed` (file order without
+    one), then cut to `limit`."""
+    name = name.lower()
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset '{name}': use one of {', '.join(DATASETS)}")
+    directory = Path(data_dir) if data_dir else default_data_dir()
+    if directory is None:
+        raise InputError("no benchmark data found: pass --data DIR (see ../shared/data/README.md)")
+    problems = _read(name, directory)
+    if subset:
+        problems = [p for p in problems if _keep(p, subset)]
+    if seed is not None:
+        problems = random.Random(seed).sample(problems, len(problems))
+    return problems[:limit] if limit else problems
