@@ -67,6 +67,7 @@ def build_graph(
     retry: RetryPolicy | None = None,
     reviewer_tools: bool = False,
     name: str | None = None,
+    interrupt_before: list[str] | None = None,
 ):
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
 
@@ -76,6 +77,8 @@ def build_graph(
             default suits the model (the execution verifier alone for the embedded model).
         checkpointer: any LangGraph checkpointer (InMemorySaver, SqliteSaver...).
         reviewer_tools: let a tool-calling Reviewer run code in the sandbox itself.
+        interrupt_before: node names to pause before (needs a checkpointer); batch runs pause
+            MAgICoRe before "route" to compute the batch's calibration first.
     """
     method = normalize_method(method)
     config = config or MethodConfig()
@@ -92,7 +95,8 @@ def build_graph(
         graph = self_refine(solver, agent, config, retry)
     else:
         graph = _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools)
-    return graph.compile(checkpointer=checkpointer, name=name or f"magicore-{method}")
+    return graph.compile(checkpointer=checkpointer, name=name or f"magicore-{method}",
+                         interrupt_before=interrupt_before)
 
 
 def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools):

@@ -28,6 +28,7 @@ class RunResult(BaseModel):
     reviews: list[dict[str, Any]] = Field(default_factory=list)
     refinements: list[Chain] = Field(default_factory=list)
     drafts: list[dict[str, Any]] = Field(default_factory=list)
+    trace_id: str | None = None  # the OpenTelemetry trace of the run, when tracing is on
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self, *, include_chains: bool = False) -> dict[str, Any]:
@@ -46,6 +47,7 @@ class RunResult(BaseModel):
                 for d in self.route
             ],
             "usage_by_role": self.usage_by_role,
+            "trace_id": self.trace_id,
             **self.extra,
         }
         if include_chains:
