@@ -28,6 +28,7 @@ class Chain(BaseModel):
     orm: float | None = None
     parent: int | None = Field(default=None, description="index of the chain this one refines")
     components: dict | None = Field(default=None, description="each reward backend's own scores")
+    trace_link: str | None = Field(default=None, description="trace_id:span_id of the LLM call that wrote it")
 
     @property
     def parsed(self) -> bool:

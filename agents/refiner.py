@@ -7,6 +7,7 @@ from langchain_core.language_models import BaseChatModel
 from magicore.agents.chain import Chain
 from magicore.agents.prompts import choice_letters, render_messages
 from magicore.agents.reviewer import Review, scored_solution
+from magicore.tools import telemetry
 from magicore.tools.llm import Usage, sample
 
 ANSWER_FORMAT = {
@@ -31,12 +32,16 @@ class Refiner:
     async def arefine(
         self, question: str, chain: Chain, review: Review, *, round: int, family: str = "word"
     ) -> tuple[Chain, Usage]:
-        completions, usage = await sample(
-            self.model, self.messages(question, chain, review.feedback, family),
-            temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
-        )  # fmt: skip
-        reply = completions[0]
-        choices = choice_letters(question) if family == "mcq" else None
-        refined = Chain.from_text(reply.text, choices=choices, origin="refiner", round=round,
-                                  parent=review.chain_index, finish_reason=reply.finish_reason)  # fmt: skip
+        attributes = {"magicore.chain.index": review.chain_index, "magicore.round": round}
+        with telemetry.agent_span("refiner", self.model, **attributes) as span:
+            completions, usage = await sample(
+                self.model, self.messages(question, chain, review.feedback, family),
+                temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+            )  # fmt: skip
+            reply = completions[0]
+            choices = choice_letters(question) if family == "mcq" else None
+            refined = Chain.from_text(reply.text, choices=choices, origin="refiner", round=round,
+                                      parent=review.chain_index, finish_reason=reply.finish_reason,
+                                      trace_link=reply.metadata.get("span"))  # fmt: skip
+            telemetry.set_attributes(span, {**telemetry.usage_attributes(usage), "magicore.answer": str(refined.answer)})
         return refined, usage

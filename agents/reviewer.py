@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from magicore.agents.chain import Chain
 from magicore.agents.prompts import render_messages
+from magicore.tools import telemetry
 from magicore.tools.llm import Usage, sample
 from magicore.tools.steps import format_steps
 
@@ -68,6 +69,15 @@ class Reviewer:
     async def areview(
         self, question: str, chain: Chain, *, index: int = 0, evidence: Sequence[str] = (), family: str = "word"
     ) -> tuple[Review, Usage]:
+        attributes = {"magicore.chain.index": index, "magicore.round": chain.round}
+        with telemetry.agent_span("reviewer", self.model, **attributes) as span:
+            review, usage = await self._review(question, chain, index, evidence, family)
+            telemetry.set_attributes(span, {**telemetry.usage_attributes(usage),
+                                            "magicore.review.low_steps": review.low_steps,
+                                            "magicore.review.tool_calls": review.tool_calls})  # fmt: skip
+        return review, usage
+
+    async def _review(self, question, chain, index, evidence, family) -> tuple[Review, Usage]:
         messages = convert_to_messages(self.messages(question, chain, evidence, family))
         usage, calls = Usage(), 0
         extra = {"tools": [_tool_schema(t) for t in self.tools.values()]} if self.tools else None

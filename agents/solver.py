@@ -15,6 +15,7 @@ from magicore.agents.chain import Chain
 from magicore.tools.llm import Completion, Usage, sample
 from magicore.agents.prompts import choice_letters, detect_family, render_messages
 from magicore.agents.questions import check_question
+from magicore.tools import telemetry
 
 
 class SolverConfig(BaseModel):
@@ -70,14 +71,19 @@ class Solver:
         messages = render_messages("solver", family, question=question)
 
         def parse(c: Completion) -> Chain:
-            return Chain.from_text(c.text, choices=choices, finish_reason=c.finish_reason)
+            return Chain.from_text(c.text, choices=choices, finish_reason=c.finish_reason,
+                                   trace_link=c.metadata.get("span"))  # fmt: skip
 
         def arrived(c: Completion) -> None:
             if on_chain is not None:
                 on_chain(parse(c))
 
-        completions, usage = await sample(
-            self.model, messages, n=k, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_tokens=cfg.max_tokens, seed=cfg.seed, on_completion=arrived,
-        )  # fmt: skip
-        return SolverResult(chains=[parse(c) for c in completions], usage=usage, family=family)
+        with telemetry.agent_span("solver", self.model, **{"magicore.k": k, "magicore.task_family": family}) as span:
+            completions, usage = await sample(
+                self.model, messages, n=k, temperature=cfg.temperature, top_p=cfg.top_p,
+                max_tokens=cfg.max_tokens, seed=cfg.seed, on_completion=arrived,
+            )  # fmt: skip
+            chains = [parse(c) for c in completions]
+            telemetry.set_attributes(span, {**telemetry.usage_attributes(usage),
+                                            "magicore.answers": [str(c.answer) for c in chains]})  # fmt: skip
+        return SolverResult(chains=chains, usage=usage, family=family)

@@ -14,6 +14,7 @@ from magicore.graphs.build import build_graph
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.result import RunResult
 from magicore.graphs.state import USAGE_KEYS, Calibration
+from magicore.graphs.tracing import record_result, trace_id_of, workflow_span
 from magicore.tools.rewards.base import RewardModel
 
 
@@ -52,6 +53,7 @@ async def asolve(
     on_event: Callable[[dict], None] | None = None,
     graph=None,
     run_config: dict | None = None,
+    session_id: str | None = None,
 ) -> RunResult:
     """Run `method` on one question.
 
@@ -59,6 +61,7 @@ async def asolve(
         on_event: called with every progress event (graphs/events.py) as it happens.
         graph: a graph from `build_graph` to reuse (the other model arguments are then unused).
         run_config: LangGraph run config (thread_id for a checkpointer, callbacks, tags...).
+        session_id: the conversation this question belongs to, put on every span.
     """
     question = check_question(question)
     graph = graph or build_graph(method, model=model, reviewer_model=reviewer_model,
@@ -68,15 +71,19 @@ async def asolve(
         inputs["family"] = family
     if calibration:
         inputs["calibration"] = calibration
-    started = time.perf_counter()
-    state: dict[str, Any] = {}
-    async for mode, payload in graph.astream(inputs, run_config, stream_mode=["custom", "values"]):
-        if mode == "custom" and on_event is not None:
-            on_event(payload)
-        elif mode == "values":
-            state = payload
     method_name = graph.name.removeprefix("magicore-") if graph.name else method
-    return result_from_state(question, method_name, state, time.perf_counter() - started)
+    with workflow_span(method_name, question, session_id=session_id) as span:
+        started = time.perf_counter()
+        state: dict[str, Any] = {}
+        async for mode, payload in graph.astream(inputs, run_config, stream_mode=["custom", "values"]):
+            if mode == "custom" and on_event is not None:
+                on_event(payload)
+            elif mode == "values":
+                state = payload
+        result = result_from_state(question, method_name, state, time.perf_counter() - started)
+        result.trace_id = trace_id_of(span)
+        record_result(span, result)
+    return result
 
 
 def solve(question: str, **kwargs) -> RunResult:

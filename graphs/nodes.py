@@ -25,6 +25,7 @@ from magicore.graphs.calibration import self_calibration
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
+from magicore.tools import telemetry
 from magicore.tools.llm import track_usage
 from magicore.tools.rewards.base import RewardModel
 
@@ -51,16 +52,30 @@ def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
 
 
 async def score_chain(reward: RewardModel, question: str, chain: Chain) -> Chain:
-    """The chain with its step scores, outcome score and their components filled in."""
-    if chain.parsed and chain.steps:
-        step_task = reward.ascore_steps_detailed(question, chain.steps)
-    else:  # the reference gives a chain without a parsable answer step score 0
-        step_task = asyncio.sleep(0, result=([0.0], {}))
-    (steps, step_parts), (orm, orm_parts) = await asyncio.gather(
-        step_task, reward.ascore_outcome_detailed(question, chain.text)
-    )
-    return chain.model_copy(update={"step_scores": list(steps), "orm": float(orm),
-                                    "components": {"steps": step_parts, "outcome": orm_parts}})  # fmt: skip
+    """The chain with its step scores, outcome score and their components filled in.
+
+    Traced as `execute_tool reward_model`, linked to the LLM call that wrote the chain, with one
+    `gen_ai.evaluation.result` event per step score and one for the outcome score (a span
+    that has ended cannot take events, so they sit on the scoring span).
+    """
+    attributes = {"magicore.reward": reward.name, "magicore.round": chain.round, "magicore.answer": str(chain.answer)}
+    with telemetry.span("execute_tool reward_model", links=telemetry.link_to(chain.trace_link), attributes={
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "reward_model", **attributes,
+    }) as span:  # fmt: skip
+        if chain.parsed and chain.steps:
+            step_task = reward.ascore_steps_detailed(question, chain.steps)
+        else:  # the reference gives a chain without a parsable answer step score 0
+            step_task = asyncio.sleep(0, result=([0.0], {}))
+        (steps, step_parts), (orm, orm_parts) = await asyncio.gather(
+            step_task, reward.ascore_outcome_detailed(question, chain.text)
+        )
+        for i, value in enumerate(steps):
+            telemetry.record_evaluation(span, "magicore.step_score", value, **{"magicore.step.index": i})
+        telemetry.record_evaluation(span, "magicore.outcome_score", orm)
+        scored = chain.model_copy(update={"step_scores": list(steps), "orm": float(orm),
+                                          "components": {"steps": step_parts, "outcome": orm_parts}})  # fmt: skip
+        telemetry.set_attributes(span, {"magicore.reward.value": chain_r(scored)})
+    return scored
 
 
 def top_k(chains: list[Chain], keep: int) -> list[Chain]:
@@ -113,6 +128,13 @@ def make_route(config: MethodConfig):
                                  orm_confidence=d.orm_confidence, prm_confidence=d.prm_confidence,
                                  majority=d.majority, calibration=cal.source)  # fmt: skip
         will_refine = d.hard and decision.round < config.rounds
+        telemetry.add_event("magicore.route", {
+            "magicore.round": decision.round, "magicore.route.hard": d.hard, "magicore.route.cond1": d.cond1,
+            "magicore.route.mean_z": d.mean_z, "magicore.route.orm_confidence": d.orm_confidence,
+            "magicore.route.prm_confidence": d.prm_confidence, "magicore.route.majority": d.majority,
+            "magicore.route.refine": will_refine, "magicore.calibration.mu": cal.mu,
+            "magicore.calibration.sigma": cal.sigma, "magicore.calibration.source": cal.source,
+        })  # fmt: skip
         writer(events.route_decided(decision, will_refine=will_refine))
         return {"route": [decision]}
 

@@ -23,7 +23,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration
+from opentelemetry.trace import SpanKind
 
+from magicore.tools import telemetry
 from magicore.tools.errors import ModelError
 
 Messages = Sequence[BaseMessage | tuple[str, str]]
@@ -198,19 +200,62 @@ def _usage(result_llm_output: dict | None, generations: list[ChatGeneration]) ->
 async def _request(model: BaseChatModel, messages: Messages, n: int, params: dict) -> tuple[list[Completion], Usage]:
     extra = params.pop("extra", None) or {}
     kwargs = {**_request_kwargs(model, n=n if n > 1 else None, **params), **extra}
+    messages = convert_to_messages(messages)
     async with _semaphore(model):
-        try:
-            result = await model.agenerate([convert_to_messages(messages)], **kwargs)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # every backend raises its own types; the user gets one sentence
-            raise ModelError(_describe(model, error), transient=_transient(error)) from error
-    generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
-    if not generations:
-        raise ModelError(f"the model server at {model_label(model)} returned no completion")
-    used = _usage(result.llm_output, generations)
+        with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT,
+                            attributes=_chat_attributes(model, n, params)) as span:  # fmt: skip
+            try:
+                result = await model.agenerate([messages], **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # every backend raises its own types; the user gets one sentence
+                raise ModelError(_describe(model, error), transient=_transient(error)) from error
+            generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
+            if not generations:
+                raise ModelError(f"the model server at {model_label(model)} returned no completion")
+            used = _usage(result.llm_output, generations)
+            completions = [_completion(g) for g in generations]
+            link = telemetry.current_link()
+            for c in completions:
+                c.metadata["span"] = link
+            if span.is_recording():
+                _record_response(span, messages, completions, used)
     _record(used)
-    return [_completion(g) for g in generations], used
+    return completions, used
+
+
+def _chat_attributes(model: BaseChatModel, n: int, params: dict) -> dict[str, Any]:
+    url = getattr(model, "openai_api_base", None) or ""
+    host, _, port = url.split("://", 1)[-1].split("/", 1)[0].partition(":")
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": telemetry.provider_name(model),
+        "gen_ai.request.model": model_label(model),
+        "gen_ai.request.temperature": params.get("temperature"),
+        "gen_ai.request.top_p": params.get("top_p"),
+        "gen_ai.request.max_tokens": params.get("max_tokens") or getattr(model, "max_tokens", None),
+        "gen_ai.request.seed": params.get("seed"),
+        "gen_ai.request.choice.count": n if n != 1 else None,
+        "server.address": host or None,
+        "server.port": int(port) if port.isdigit() else None,
+    }
+
+
+def _record_response(span, messages, completions: list[Completion], used: Usage) -> None:
+    attributes: dict[str, Any] = {
+        "gen_ai.usage.input_tokens": used.input_tokens,
+        "gen_ai.usage.output_tokens": used.output_tokens,
+        "gen_ai.response.finish_reasons": [c.finish_reason or "unknown" for c in completions],
+    }
+    if telemetry.capture_content():
+        attributes["gen_ai.input.messages"] = json.dumps(
+            [{"role": m.type, "parts": [{"type": "text", "content": str(m.content)}]} for m in messages]
+        )
+        attributes["gen_ai.output.messages"] = json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": c.text}],
+              "finish_reason": c.finish_reason} for c in completions]  # fmt: skip
+        )
+    telemetry.set_attributes(span, attributes)
 
 
 async def sample(

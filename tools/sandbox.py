@@ -29,6 +29,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
+from magicore.tools import telemetry
 from magicore.tools.errors import InputError, SetupError
 
 NOBODY = 65534
@@ -118,7 +119,16 @@ def run_python(source: str, *, timeout: float = 5.0, memory_mb: int = 512,
     _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin)
     if not sys.platform.startswith("linux"):
         raise SetupError("The Python sandbox needs Linux (namespaces, rlimits, pidfd).")
-    return _execute(_probe_mode(), source, timeout, memory_mb, max_output_bytes, max_processes, stdin)
+    with telemetry.tool_span("run_python", **{"magicore.sandbox.timeout_s": timeout,
+                                              "magicore.sandbox.memory_mb": memory_mb}) as span:  # fmt: skip
+        mode = _probe_mode()
+        result = _execute(mode, source, timeout, memory_mb, max_output_bytes, max_processes, stdin)
+        telemetry.set_attributes(span, {
+            "magicore.sandbox.exit_code": result.exit_code, "magicore.sandbox.timed_out": result.timed_out,
+            "magicore.sandbox.signal": result.signal, "magicore.sandbox.duration_s": round(result.duration_s, 4),
+            "magicore.sandbox.protections": list(result.protections),
+        })  # fmt: skip
+        return result
 
 
 async def arun_python(source: str, *, timeout: float = 5.0, memory_mb: int = 512,

@@ -19,6 +19,8 @@ EXIT_ERROR, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 1, 2, 3, 130
 COMMANDS = {
     "solve": ("solve_command", "solve one question"),
     "calibrate": ("calibrate_command", "measure and save the reward calibration (mu, sigma) for a model"),
+    "bench": ("bench_command", "run methods on a benchmark slice (resumable) and write the report"),
+    "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
 }
 
 
@@ -62,6 +64,11 @@ def add_model_options(parser: argparse.ArgumentParser, *, roles: bool = False) -
                              "(default: suits the model; see README)")  # fmt: skip
     parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
                         help="seconds to wait for one model response (default 120)")  # fmt: skip
+    parser.add_argument("--trace", metavar="EXPORTER",
+                        help="send OpenTelemetry traces to console, otlp (OTEL_EXPORTER_OTLP_* settings) "
+                             "or jsonl:PATH; several comma-separated")  # fmt: skip
+    parser.add_argument("--trace-content", action="store_true",
+                        help="include prompts and completions in traces (off by default)")
 
 
 def build_parser() -> argparse.ArgumentParser:

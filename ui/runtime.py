@@ -23,6 +23,10 @@ def runtime_from_args(args) -> Runtime:
 
     if args.reward:
         check_reward_spec(args.reward)  # a bad spec fails here, before any model starts
+    if getattr(args, "trace", None) or getattr(args, "trace_content", False):
+        from magicore.graphs.tracing import setup_tracing
+
+        setup_tracing(args.trace, capture_content=args.trace_content or None)
     timeout = args.timeout
     cache: dict[str, BaseChatModel] = {}
 
