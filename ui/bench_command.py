@@ -1,0 +1,90 @@
+"""`magicore bench`: run methods on a benchmark slice, resumably, and write the report.
+
+    magicore bench --dataset svamp --subset single-op --limit 30 --methods magicore,sc,bok,self-refine \\
+        -k 4 --out runs/svamp
+    magicore bench --report-only --out runs/svamp
+
+The runner is magicore.evals.bench; the report is magicore.evals.report (docs/bench.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from magicore.tools.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from magicore.ui.cli import add_model_options, nonnegative_int, positive_int
+
+    parser.add_argument("--out", required=True, metavar="DIR", help="results, calibration and report go here")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from --out; run nothing")
+    parser.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "svamp", "math500"])
+    parser.add_argument("--data", metavar="DIR", help="directory of the benchmark files (default ../shared/data)")
+    parser.add_argument("--subset", help="a named subset: single-op (SVAMP), steps<=N (GSM8K), level<=N (MATH-500)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="problems to run (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed choosing the problems (default 0)")
+    parser.add_argument("--methods", default="magicore,sc,bok,self-refine",
+                        help="comma-separated methods (default magicore,sc,bok,self-refine)")  # fmt: skip
+    add_model_options(parser, roles=True)
+    parser.add_argument("-k", type=positive_int, default=8, help="chains to sample (default 8)")
+    parser.add_argument("--rounds", type=nonnegative_int, default=3, help="refinement rounds at most (default 3)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
+    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="problems at a time (default 4)")
+    parser.add_argument("--calibration", choices=["batch", "self", "saved"], default="batch",
+                        help="MAgICoRe's mu/sigma: batch (first chain of every problem, as the reference; "
+                             "default), self (each problem's own chains), saved (magicore calibrate)")  # fmt: skip
+    parser.add_argument("--retry-errors", action="store_true", help="run again the problems that ended in an error")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--no-plot", action="store_true", help="write report.md without the PNG plot")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from magicore.evals.report import PLOT_NAME, REPORT_NAME, markdown_table, summaries, write_report
+
+    out = Path(args.out)
+    if not args.report_only:
+        _run(args, out)
+    write_report(out, plot=not args.no_plot)
+    print(markdown_table(summaries(out)))
+    print(f"\nreport: {out / REPORT_NAME}" + ("" if args.no_plot else f", plot: {out / PLOT_NAME}"))
+    return 0
+
+
+def _run(args, out) -> None:
+    import asyncio
+
+    from magicore.evals.bench import BenchSettings, Models, run_bench
+    from magicore.evals.datasets import load_problems
+    from magicore.graphs.build import normalize_method
+    from magicore.graphs.calibration import load_calibration
+    from magicore.ui.runtime import runtime_from_args
+
+    methods = list(dict.fromkeys(normalize_method(m.strip()) for m in args.methods.split(",") if m.strip()))
+    if not methods:
+        raise InputError("--methods names no method")
+    problems = load_problems(args.dataset, args.data, subset=args.subset, limit=args.limit, seed=args.seed)
+    if not problems:
+        raise InputError(f"no {args.dataset} problem matches subset {args.subset!r}")
+    rt = runtime_from_args(args)
+    model_spec = rt.model_spec
+    for role in ("reviewer", "refiner"):
+        if getattr(args, f"{role}_model", None):
+            model_spec += f" {role}={getattr(args, f'{role}_model')}"
+    settings = BenchSettings(
+        dataset=args.dataset, methods=methods, k=args.k, rounds=args.rounds, max_tokens=args.max_tokens,
+        temperature=args.temperature, top_p=args.top_p, subset=args.subset, limit=args.limit, seed=args.seed,
+        model=model_spec, reward=rt.reward_spec, calibration=args.calibration, concurrency=args.concurrency,
+    )  # fmt: skip
+    try:
+        settings.method_config()
+    except ValueError as e:
+        raise InputError(str(e).splitlines()[0]) from e
+    saved = load_calibration(rt.model_spec, rt.reward_spec) if args.calibration == "saved" else None
+    models = Models(rt.model, rt.reviewer_model, rt.refiner_model, rt.reward_spec, saved)
+    asyncio.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,
+                          progress=not args.no_progress))  # fmt: skip
