@@ -21,8 +21,6 @@ COMMANDS = {
     "calibrate": ("calibrate_command", "measure and save the reward calibration (mu, sigma) for a model"),
     "bench": ("bench_command", "run methods on a benchmark slice (resumable) and write the report"),
     "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
-    "bench": ("bench_command", "run methods on a benchmark slice (resumable) and write the report"),
-    "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
 }
 
 
