@@ -242,3 +242,21 @@ def test_scores_are_validated():
         ExecutionVerifier(neutral=0.99)  # above verified_score: checking a step would cost it
     with pytest.raises(InputError):
         ExecutionVerifier(code_timeout=0)
+
+
+async def test_steps_and_outcome_of_one_chain_share_one_sandbox_run(monkeypatch):
+    runs = []
+    real = verifier_module.arun_python
+
+    async def counting(*args, **kwargs):
+        runs.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(verifier_module, "arun_python", counting)
+    verifier = ExecutionVerifier()
+    steps = ["16 - 3 - 4 = 9 eggs are left.", "9 * 2 = 18 dollars."]
+    scores, outcome = await asyncio.gather(verifier.ascore_steps("q", steps), verifier.ascore_outcome("q", "\n".join(steps)))
+    assert scores == [0.95, 0.95] and outcome == 0.95
+    assert len(runs) == 1
+    await verifier.ascore_steps("q", steps)
+    assert len(runs) == 1  # remembered

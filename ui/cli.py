@@ -21,6 +21,7 @@ COMMANDS = {
     "calibrate": ("calibrate_command", "measure and save the reward calibration (mu, sigma) for a model"),
     "bench": ("bench_command", "run methods on a benchmark slice (resumable) and write the report"),
     "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
+    "ui": ("ui_command", "start the chat app (Streamlit) that shows the agents at work"),
 }
 
 
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("magicore: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `magicore ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ the scores are what they are. Imports only the standard library, pydantic and ma
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import secrets
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +21,8 @@ from typing import Literal, Union
 from pydantic import BaseModel
 
 from magicore.tools.errors import InputError
+
+MEMO_SIZE = 512  # chains whose step checks are remembered
 from magicore.tools.rewards._claims import Equation, Number, Segment, extract
 from magicore.tools.rewards.base import RewardModel
 from magicore.tools.sandbox import arun_python
@@ -296,6 +300,9 @@ class ExecutionVerifier(RewardModel):
         self.neutral, self.neutral_outcome = float(neutral), float(neutral_outcome)
         self.check_code, self.code_timeout = check_code, float(code_timeout)
         self.parallel, self.memory_mb = int(parallel), int(memory_mb)
+        # Step checks by steps: scoring a chain asks for its steps and then for its outcome (the
+        # same steps, split again), often at once; one sandbox run answers both.
+        self._memo: OrderedDict[tuple[str, ...], asyncio.Task] = OrderedDict()
 
     async def averify_chains(self, question: str, chains: Sequence[Sequence[str]]) -> list[list[StepCheck]]:
         """Checks for every step of every chain, with one sandbox run for the whole batch."""
@@ -319,7 +326,21 @@ class ExecutionVerifier(RewardModel):
         return out
 
     async def averify_steps(self, question: str, steps: Sequence[str]) -> list[StepCheck]:
-        return (await self.averify_chains(question, [steps]))[0]
+        key, loop = tuple(steps), asyncio.get_running_loop()
+        task = self._memo.get(key)
+        if task is None or (not task.done() and task.get_loop() is not loop) or task.cancelled():
+            task = loop.create_task(self.averify_chains(question, [steps]))
+            task.add_done_callback(lambda done, key=key: self._forget_failures(key, done))
+            self._memo[key] = task
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return list((await asyncio.shield(task))[0])
+
+    def _forget_failures(self, key: tuple[str, ...], task: asyncio.Task) -> None:
+        """A sandbox failure may pass: only successful checks are remembered."""
+        failed = task.cancelled() or task.exception() is not None or any(c.error for c in task.result()[0])
+        if failed and self._memo.get(key) is task:
+            del self._memo[key]
 
     async def ascore_steps_batch(self, question: str, chains: Sequence[Sequence[str]]) -> list[list[float]]:
         """Step scores of several chains from one sandbox run (not one run per chain)."""
