@@ -87,8 +87,9 @@ def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: dict[str,
     attrs = dict(attributes or {})
     sid = _session.get()
     if sid:
-        attrs["session.id"] = sid
-        attrs["gen_ai.conversation.id"] = sid
+        attrs["session.id"] = sid  # OpenInference (Phoenix) and Langfuse
+        attrs["langfuse.session.id"] = sid  # Langfuse's preferred key
+        attrs["gen_ai.conversation.id"] = sid  # GenAI semantic conventions
     with tracer().start_as_current_span(name, kind=kind, attributes=_clean(attrs), links=links,
                                         record_exception=True, set_status_on_exception=False) as current:  # fmt: skip
         try:
