@@ -89,6 +89,9 @@ def make_score(reward: RewardModel, config: MethodConfig):
     async def score(state: State, writer: StreamWriter) -> dict:
         pending = state.get("pending") or []
         with track_usage() as used:
+            batch = [c.steps for c in pending if c.parsed]
+            with telemetry.tool_span("reward_model", **{"magicore.reward": reward.name, "magicore.reward.batch": len(batch)}):
+                await reward.aprepare(state["question"], batch)  # batched work, e.g. one sandbox run
             scored = await asyncio.gather(*(score_chain(reward, state["question"], c) for c in pending))
         round_ = max((c.round for c in scored), default=state.get("round", 0))
         pool = top_k(list(state.get("pool") or []) + list(scored), keep)

@@ -87,12 +87,12 @@ def test_spans_arrive_in_phoenix_with_their_hierarchy(phoenix):
         )
     assert proc.returncode == 0, proc.stderr
     trace_id = json.loads(proc.stdout)["trace_id"]
-    # workflow + solver + chat + 3 reward scorings + 1 sandbox run (the mock's three chains are
-    # the same text, and the verifier checks the same steps once)
-    spans = [s for s in read_spans(phoenix, project, expected=7) if s["context"]["trace_id"] == trace_id]
+    # workflow + solver + chat + the batched reward preparation + 3 chain scorings + 1 sandbox
+    # run (the verifier checks every chain in one run)
+    spans = [s for s in read_spans(phoenix, project, expected=8) if s["context"]["trace_id"] == trace_id]
     by_id = {s["context"]["span_id"]: s for s in spans}
     names = sorted(s["name"] for s in spans)
-    assert names.count("execute_tool reward_model") == 3 and names.count("execute_tool run_python") == 1
+    assert names.count("execute_tool reward_model") == 4 and names.count("execute_tool run_python") == 1
     (root,) = [s for s in spans if s["parent_id"] is None]
     assert root["name"] == "invoke_workflow magicore" and root["attributes"]["magicore.answer"] == "42"
     (solver,) = [s for s in spans if s["name"] == "invoke_agent solver"]

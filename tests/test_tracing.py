@@ -89,8 +89,10 @@ async def test_easy_run_span_tree(spans):
     assert chat.attributes["gen_ai.response.finish_reasons"] == ("stop",) * 4
     assert "gen_ai.input.messages" not in chat.attributes  # content is opt-in
 
-    scoring = tree.children(root, "execute_tool reward_model")
+    scoring = [s for s in tree.children(root, "execute_tool reward_model") if "magicore.reward.batch" not in s.attributes]
     assert len(scoring) == 4
+    (batch,) = [s for s in tree.children(root, "execute_tool reward_model") if "magicore.reward.batch" in s.attributes]
+    assert batch.attributes["magicore.reward.batch"] == 4  # one batched preparation for the round
     for s in scoring:
         assert s.attributes["gen_ai.tool.name"] == "reward_model" and s.attributes["magicore.reward"] == "fake-reward"
         assert [link.context.span_id for link in s.links] == [chat.context.span_id]
@@ -116,7 +118,7 @@ async def test_hard_run_has_reviewer_and_refiner_spans_per_chain(spans):
         assert tree.parent(agent) is root
         (chat,) = tree.children(agent)
         assert chat.name.startswith("chat ") and "gen_ai.request.choice.count" not in chat.attributes
-    refined_scoring = [s for s in tree.named("execute_tool reward_model") if s.attributes["magicore.round"] == 1]
+    refined_scoring = [s for s in tree.named("execute_tool reward_model") if s.attributes.get("magicore.round") == 1]
     refiner_chats = {tree.children(r)[0].context.span_id for r in refiners}
     assert {s.links[0].context.span_id for s in refined_scoring} == refiner_chats
     assert [e.attributes["magicore.route.hard"] for e in root.events if e.name == "magicore.route"] == [True, False]
@@ -241,6 +243,7 @@ def test_jsonl_export_reads_back_into_the_same_tree(tmp_path):
     chat = next(s for s in spans if s["name"] == "chat mock-model")
     assert by_id[chat["parent_id"]]["name"] == "invoke_agent solver"
     assert chat["kind"] == "SpanKind.CLIENT" and chat["attributes"]["gen_ai.request.choice.count"] == 3
-    sandbox = next(s for s in spans if s["name"] == "execute_tool run_python")
-    assert by_id[sandbox["parent_id"]]["name"] == "execute_tool reward_model"
+    (sandbox,) = [s for s in spans if s["name"] == "execute_tool run_python"]  # one run for all chains
+    prepare = by_id[sandbox["parent_id"]]
+    assert prepare["name"] == "execute_tool reward_model" and prepare["attributes"]["magicore.reward.batch"] == 3
     assert sandbox["attributes"]["magicore.sandbox.exit_code"] == 0

@@ -260,3 +260,21 @@ async def test_steps_and_outcome_of_one_chain_share_one_sandbox_run(monkeypatch)
     assert len(runs) == 1
     await verifier.ascore_steps("q", steps)
     assert len(runs) == 1  # remembered
+
+
+async def test_prepare_checks_many_chains_in_one_sandbox_run(monkeypatch):
+    runs = []
+    real = verifier_module.arun_python
+
+    async def counting(*args, **kwargs):
+        runs.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(verifier_module, "arun_python", counting)
+    verifier = ExecutionVerifier()
+    chains = [[f"{i} + 1 = {i + 1}", f"{i} * 2 = {2 * i + (i % 2)}"] for i in range(6)]
+    await verifier.aprepare("q", chains)
+    assert len(runs) == 1
+    scores = await asyncio.gather(*(verifier.ascore_steps("q", steps) for steps in chains))
+    assert len(runs) == 1
+    assert scores == [[0.95, 0.95] if i % 2 == 0 else [0.95, 0.05] for i in range(6)]

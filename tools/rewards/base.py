@@ -62,6 +62,10 @@ class RewardModel(ABC):
         """Step scores of several chains of one question; backends that can batch override it."""
         return list(await asyncio.gather(*(self.ascore_steps(question, steps) for steps in chains)))
 
+    async def aprepare(self, question: str, chains: Sequence[Sequence[str]]) -> None:
+        """A hint that these chains' steps are about to be scored one by one: backends that can
+        batch the work (one sandbox run, one request) do it now. A no-op by default."""
+
     async def ascore_steps_detailed(self, question: str, steps: Sequence[str]) -> tuple[list[float], dict[str, list[float]]]:
         """The step scores and, per component backend, the scores they were made from (a plain
         backend is its own only component)."""

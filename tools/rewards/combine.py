@@ -54,6 +54,10 @@ class CombinedReward(RewardModel):
         self.step_rule, self.outcome_rule = step_rule, outcome_rule
         self.name = f"prm={_label(self.steps, step_rule)};orm={_label(self.outcome, outcome_rule)}"
 
+    async def aprepare(self, question, chains):
+        unique = {id(b): b for b in self.steps + self.outcome}.values()
+        await asyncio.gather(*(b.aprepare(question, chains) for b in unique))
+
     async def ascore_steps_detailed(self, question, steps):
         parts = await asyncio.gather(*(b.ascore_steps(question, steps) for b in self.steps))
         components = {b.name: list(p) for b, p in zip(self.steps, parts)}

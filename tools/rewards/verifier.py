@@ -302,7 +302,7 @@ class ExecutionVerifier(RewardModel):
         self.parallel, self.memory_mb = int(parallel), int(memory_mb)
         # Step checks by steps: scoring a chain asks for its steps and then for its outcome (the
         # same steps, split again), often at once; one sandbox run answers both.
-        self._memo: OrderedDict[tuple[str, ...], asyncio.Task] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, ...], asyncio.Future] = OrderedDict()
 
     async def averify_chains(self, question: str, chains: Sequence[Sequence[str]]) -> list[list[StepCheck]]:
         """Checks for every step of every chain, with one sandbox run for the whole batch."""
@@ -335,6 +335,21 @@ class ExecutionVerifier(RewardModel):
             while len(self._memo) > MEMO_SIZE:
                 self._memo.popitem(last=False)
         return list((await asyncio.shield(task))[0])
+
+    async def aprepare(self, question: str, chains: Sequence[Sequence[str]]) -> None:
+        """Check every chain not yet remembered in one sandbox run, and remember the results."""
+        missing = list({tuple(steps): None for steps in chains if tuple(steps) not in self._memo})
+        if not missing:
+            return
+        results = await self.averify_chains(question, missing)
+        loop = asyncio.get_running_loop()
+        for key, checks in zip(missing, results):
+            if not any(c.error for c in checks):
+                done = loop.create_future()
+                done.set_result([checks])
+                self._memo[key] = done
+        while len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
 
     def _forget_failures(self, key: tuple[str, ...], task: asyncio.Task) -> None:
         """A sandbox failure may pass: only successful checks are remembered."""
