@@ -6,7 +6,7 @@ output and traces unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
