@@ -18,6 +18,7 @@ import asyncio
 import heapq
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Case:
     llm_calls: int
     waves: int  # per problem (the first problem's)
     rounds: float
+    cpu: float = 0.0  # this process's CPU seconds (the orchestration, HTTP client, parsing)
+    child_cpu: float = 0.0  # CPU seconds of subprocesses it ran meanwhile (the code sandbox)
 
     @property
     def overhead(self) -> float:
@@ -180,13 +183,23 @@ async def run_case(model, method: str, *, k: int, problems: int, concurrency: in
             return await asolve(f"Problem {i}: what is 40 + 2?", method=method, model=model, graph=graph,
                                 calibration=calibration)  # fmt: skip
 
+    cpu, child = time.process_time(), _children_cpu()
     started = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(problems)))
     wall = time.perf_counter() - started
+    cpu, child = time.process_time() - cpu, _children_cpu() - child
     critical, bounded, waves = critical_paths(method, results, concurrency, timing)
     return Case(label or method, method, k, problems, concurrency, wall, critical, bounded,
                 requests=sum(r.requests for r in results), llm_calls=sum(r.llm_calls for r in results),
-                waves=waves, rounds=sum(r.rounds for r in results) / len(results))  # fmt: skip
+                waves=waves, rounds=sum(r.rounds for r in results) / len(results), cpu=cpu,
+                child_cpu=child)  # fmt: skip
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def raw_floor(base_url: str, *, k: int, requests: int) -> float:
@@ -229,12 +242,13 @@ class OverheadSettings:
 def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | None = None) -> str:
     lines = [f"### {title}", "",
              "| case | method | k | problems | at a time | waves | wall s | critical path s | overhead | "
-             "wall / critical | bounded path s | requests |",
-             "|" + " --- |" * 12]  # fmt: skip
+             "wall / critical | bounded path s | requests | CPU ms / request | sandbox CPU s |",
+             "|" + " --- |" * 14]  # fmt: skip
     for c in cases:
         lines.append(
             f"| {c.label} | {c.method} | {c.k} | {c.problems} | {c.concurrency} | {c.waves} | {c.wall:.3f} "
-            f"| {c.critical:.3f} | {100 * c.overhead:.1f}% | {c.ratio:.2f}x | {c.bounded:.3f} | {c.requests} |"
+            f"| {c.critical:.3f} | {100 * c.overhead:.1f}% | {c.ratio:.2f}x | {c.bounded:.3f} | {c.requests} "
+            f"| {1000 * c.cpu / max(1, c.requests):.1f} | {c.child_cpu:.2f} |"
         )
     if floors:
         lines.append("")
@@ -253,7 +267,8 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
     emit(f"mock server: latency {s.latency * 1000:.0f} ms per call, "
          f"{s.tokens_per_second or 'unlimited'} tokens/s, {REPLY_WORDS}-token replies (one call = "
          f"{timing.call('solver') * 1000:.0f} ms), n {'honoured' if s.honour_n else 'ignored'}; "
-         f"reward {s.reward}; client bound {bound} requests in flight per server\n")  # fmt: skip
+         f"reward {s.reward}; client bound {bound} requests in flight per server; "
+         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start\n")  # fmt: skip
     # warm up: imports, the HTTP connection, the n-support probe
     await run_case(model, "sc", k=2, problems=1, concurrency=1, rounds=0, reward=s.reward, timing=timing)
     out: dict[str, list[Case]] = {"methods": [], "k": [], "concurrency": []}
