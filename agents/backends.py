@@ -164,6 +164,7 @@ def chat_model(
     timeout: float = 120.0,
     max_retries: int = 2,
     max_tokens: int | None = None,
+    max_concurrency: int | None = None,
 ) -> BaseChatModel:
     """A LangChain chat model for `spec` (resolved with `resolve_spec` when a string or None).
 
@@ -171,6 +172,11 @@ def chat_model(
     made here; it stops when the process exits. `metadata` on the returned model carries
     `magicore_provider`, `magicore_spec` and `magicore_max_concurrency`, which the rest of
     magicore reads.
+
+    Args:
+        max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
+            else 2 for the embedded model and 16 for other servers). A vLLM server batches far
+            more; raising it shortens MAgICoRe's review and refine waves (docs/bench.md).
     """
     spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
     if spec.provider == "embedded":
@@ -192,6 +198,7 @@ def chat_model(
                 raise ModelError(f"the model server at {base_url} lists no models")
             model = served[0]
         concurrency = 16
+    concurrency = max_concurrency or _env_concurrency() or concurrency
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
     return chat_class(
         model=model,
@@ -206,6 +213,19 @@ def chat_model(
             "magicore_max_concurrency": concurrency,
         },
     )
+
+
+def _env_concurrency() -> int | None:
+    text = os.environ.get("MAGICORE_MAX_CONCURRENCY", "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"MAGICORE_MAX_CONCURRENCY must be a whole number, got '{text}'") from None
+    if value < 1:
+        raise InputError(f"MAGICORE_MAX_CONCURRENCY must be at least 1, got {value}")
+    return value
 
 
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.

@@ -237,6 +237,7 @@ class OverheadSettings:
     concurrency_values: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     sweep_k: int = 8  # k during the concurrency sweep
     profile: str | None = None  # a method whose methods-table run is profiled with cProfile
+    inflight: int | None = None  # the client's bound on requests in flight (None: the backend's)
 
 
 def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | None = None) -> str:
@@ -261,7 +262,7 @@ def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | N
 async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None]) -> dict[str, list[Case]]:
     from magicore.agents.backends import chat_model
 
-    model = chat_model(f"mock-model@{base_url}", timeout=600.0, max_retries=0)
+    model = chat_model(f"mock-model@{base_url}", timeout=600.0, max_retries=0, max_concurrency=s.inflight)
     bound = int((model.metadata or {}).get("magicore_max_concurrency", 8))
     timing = Timing(s.latency, s.tokens_per_second, bound)
     emit(f"mock server: latency {s.latency * 1000:.0f} ms per call, "

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency-values", type=_int_list, default=[1, 2, 4, 8, 16, 32, 64],
                         help="concurrent-problems sweep (default 1,2,4,8,16,32,64)")  # fmt: skip
     parser.add_argument("--sweep-k", type=positive_int, default=8, help="k during the concurrency sweep (default 8)")
+    parser.add_argument("--inflight", type=positive_int, default=None,
+                        help="requests in flight per server (default: the backend's, 16)")
     parser.add_argument("--profile", metavar="METHOD",
                         help="profile that method's run of the first table with cProfile and print the top")
 
@@ -55,6 +57,7 @@ def settings_from_args(args):
         problems=args.problems, concurrency=args.concurrency, k=args.k, rounds=args.rounds, reward=args.reward,
         methods=args.methods, sweep_methods=args.sweep_methods, k_values=args.k_values,
         concurrency_values=args.concurrency_values, sweep_k=args.sweep_k, profile=args.profile,
+        inflight=args.inflight,
     )  # fmt: skip
 
 
