@@ -448,12 +448,15 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
                 snapshot = await pause.aget_state(config)
                 if not snapshot.values.get("route") and snapshot.next != ("route",):
                     await _stream(pause, None if snapshot.next else {"question": problem.question}, config)
-                spent[problem.id] = time.perf_counter() - started
+                    spent[problem.id] = time.perf_counter() - started
+                elif problem.id in known:  # phase 1 ran in an earlier run: count its time
+                    spent[problem.id] = float(known[problem.id].get("seconds") or 0.0)
                 if problem.id not in known:
                     chain = await first_chain(pause, config)
                     if chain is not None:
                         entry = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
-                                 "step_scores": chain.step_scores, "answer": chain.answer}  # fmt: skip
+                                 "step_scores": chain.step_scores, "answer": chain.answer,
+                                 "seconds": round(spent.get(problem.id, 0.0), 3)}  # fmt: skip
                         chains_log.append(entry)
                         known[problem.id] = entry
             except Exception as error:

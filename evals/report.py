@@ -164,17 +164,22 @@ def plot_accuracy_vs_calls(rows: Sequence[MethodSummary], path: Path, *, title: 
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    stacked: dict[tuple[float, float], int] = {}  # methods at the same point get stacked labels
     for r in rows:
         low, high = r.interval
         ax.errorbar([r.llm_calls], [100 * r.accuracy], yerr=[[100 * (r.accuracy - low)], [100 * (high - r.accuracy)]],
                     fmt="o", capsize=4, label=r.method)  # fmt: skip
-        ax.annotate(r.method, (r.llm_calls, 100 * r.accuracy), textcoords="offset points", xytext=(6, 4))
+        spot = (round(r.llm_calls, 1), round(100 * r.accuracy, 1))
+        stacked[spot] = stacked.get(spot, -1) + 1
+        ax.annotate(r.method, (r.llm_calls, 100 * r.accuracy), textcoords="offset points",
+                    xytext=(6, 4 - 11 * stacked[spot]))  # fmt: skip
+    ax.margins(x=0.15)
     calls = [r.llm_calls for r in rows if r.llm_calls > 0]
     if calls and max(calls) / min(calls) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("mean LLM calls per problem")
     ax.set_ylabel("accuracy (%) with 95% CI")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
