@@ -28,7 +28,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, not rounding residue
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 @dataclass
@@ -167,8 +169,9 @@ def plot_accuracy_vs_calls(rows: Sequence[MethodSummary], path: Path, *, title: 
     stacked: dict[tuple[float, float], int] = {}  # methods at the same point get stacked labels
     for r in rows:
         low, high = r.interval
-        ax.errorbar([r.llm_calls], [100 * r.accuracy], yerr=[[100 * (r.accuracy - low)], [100 * (high - r.accuracy)]],
-                    fmt="o", capsize=4, label=r.method)  # fmt: skip
+        below, above = max(0.0, r.accuracy - low), max(0.0, high - r.accuracy)  # rounding can dip below 0
+        ax.errorbar([r.llm_calls], [100 * r.accuracy], yerr=[[100 * below], [100 * above]], fmt="o", capsize=4,
+                    label=r.method)  # fmt: skip
         spot = (round(r.llm_calls, 1), round(100 * r.accuracy, 1))
         stacked[spot] = stacked.get(spot, -1) + 1
         ax.annotate(r.method, (r.llm_calls, 100 * r.accuracy), textcoords="offset points",

@@ -74,6 +74,15 @@ def test_wilson_interval():
     low, high = wilson_interval(0, 5)
     assert low == 0.0 and high == pytest.approx(0.4345, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 7)[0] == 0.0 and wilson_interval(7, 7)[1] == 1.0
+
+
+def test_the_plot_takes_0_and_100_percent(tmp_path):
+    from magicore.evals.report import plot_accuracy_vs_calls, summarize
+
+    rows = [summarize("sc", [{"correct": False, "llm_calls": 4}] * 7),
+            summarize("bok", [{"correct": True, "llm_calls": 4}] * 12)]  # fmt: skip
+    assert plot_accuracy_vs_calls(rows, tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_every_method_runs_the_same_problems_and_the_report_says_so(tmp_path):
