@@ -35,8 +35,8 @@ def assert_usage(result, role: str, calls: int):
     used = result.usage_by_role[role]
     assert used["llm_calls"] == calls, (role, used)
     assert used["requests"] == calls  # llama.cpp ignores n: one request per completion
-    if calls:
-        assert used["input_tokens"] > 0 and 0 < used["output_tokens"] <= calls * MAX_TOKENS
+    if calls:  # (a completion may be empty, so output tokens are checked per run, not per role)
+        assert used["input_tokens"] > 0 and used["output_tokens"] <= calls * MAX_TOKENS
 
 
 def assert_answer(result):
@@ -45,7 +45,7 @@ def assert_answer(result):
         assert result.answer in result.votes and result.votes[result.answer] == max(result.votes.values())
     roles = result.usage_by_role.values()
     assert result.llm_calls == sum(r["llm_calls"] for r in roles)
-    assert result.output_tokens == sum(r["output_tokens"] for r in roles)
+    assert result.output_tokens == sum(r["output_tokens"] for r in roles) > 0
     assert result.seconds > 0
 
 
