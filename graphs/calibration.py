@@ -69,9 +69,9 @@ def load_calibration(model: str, reward_spec: str) -> Calibration | None:
     path = calibration_path(model, reward_spec)
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return Calibration(mu=data["mu"], sigma=data["sigma"], source=f"file:{path}", n=data.get("n"))
+    except (OSError, ValueError, KeyError, TypeError):  # missing, unreadable or malformed: none
         return None
-    return Calibration(mu=data["mu"], sigma=data["sigma"], source=f"file:{path}", n=data.get("n"))
 
 
 async def calibrate(

@@ -47,7 +47,7 @@ def env():
 def test_solve_json_on_the_embedded_model():
     before = server_pids()
     proc = subprocess.run(
-        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "-k", "2", "--max-tokens", "96",
+        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "--method", "sc", "-k", "2", "--max-tokens", "96",
          "--seed", "7", "--json", "--show-samples"],
         capture_output=True, text=True, timeout=300, env=env(),
     )
