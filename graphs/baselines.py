@@ -17,7 +17,7 @@ from magicore.agents.solver import Solver
 from magicore.graphs import events
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.nodes import make_aggregate, make_finish, make_score, make_solve
-from magicore.graphs.state import Draft, State, usage_update
+from magicore.graphs.state import Draft, GraphInput, State, usage_update
 from magicore.tools.rewards.base import RewardModel
 
 
@@ -26,7 +26,7 @@ class SelfRefineState(State, total=False):
 
 
 def self_consistency(solver: Solver, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
-    g = StateGraph(State)
+    g = StateGraph(State, input_schema=GraphInput)
     g.add_node("solve", make_solve(solver, config), retry_policy=retry)
     g.add_node("aggregate", make_aggregate("majority"))
     g.add_node("finish", make_finish("sc"))
@@ -38,7 +38,7 @@ def self_consistency(solver: Solver, config: MethodConfig, retry: RetryPolicy) -
 
 
 def best_of_k(solver: Solver, reward: RewardModel, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
-    g = StateGraph(State)
+    g = StateGraph(State, input_schema=GraphInput)
     g.add_node("solve", make_solve(solver, config), retry_policy=retry)
     g.add_node("score", make_score(reward, config), retry_policy=retry)
     g.add_node("aggregate", make_aggregate("best"))
@@ -82,7 +82,7 @@ def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry:
         return {"drafts": drafts, "round": round_, "answer": chain.answer,
                 "votes": {chain.answer: 1.0} if chain.answer else {}, "usage": usage_update("refiner", used)}  # fmt: skip
 
-    g = StateGraph(SelfRefineState)
+    g = StateGraph(SelfRefineState, input_schema=GraphInput)
     g.add_node("draft", draft, retry_policy=retry)
     g.add_node("feedback", feedback, retry_policy=retry)
     g.add_node("revise", revise, retry_policy=retry)

@@ -8,7 +8,7 @@ across parallel branches by `merge_usage`.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Required, TypedDict
 
 from pydantic import BaseModel
 
@@ -81,6 +81,14 @@ class State(TypedDict, total=False):
     answer: str | None
     votes: dict[str, float]
     rounds: int  # refinement rounds run
+
+
+class GraphInput(TypedDict, total=False):
+    """What a method graph takes: the question, and optionally its task family and calibration."""
+
+    question: Required[str]
+    family: str | None
+    calibration: Calibration | None
 
 
 class BranchState(TypedDict):
