@@ -166,16 +166,17 @@ def plot_accuracy_vs_calls(rows: Sequence[MethodSummary], path: Path, *, title: 
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
-    stacked: dict[tuple[float, float], int] = {}  # methods at the same point get stacked labels
+    span = (max(r.llm_calls for r in rows) - min(r.llm_calls for r in rows)) or 1.0
+    placed: list[tuple[float, float]] = []  # labels of nearby points are stacked, not overlaid
     for r in rows:
         low, high = r.interval
         below, above = max(0.0, r.accuracy - low), max(0.0, high - r.accuracy)  # rounding can dip below 0
         ax.errorbar([r.llm_calls], [100 * r.accuracy], yerr=[[100 * below], [100 * above]], fmt="o", capsize=4,
                     label=r.method)  # fmt: skip
-        spot = (round(r.llm_calls, 1), round(100 * r.accuracy, 1))
-        stacked[spot] = stacked.get(spot, -1) + 1
+        near = sum(abs(x - r.llm_calls) <= 0.05 * span and abs(y - 100 * r.accuracy) <= 6 for x, y in placed)
+        placed.append((r.llm_calls, 100 * r.accuracy))
         ax.annotate(r.method, (r.llm_calls, 100 * r.accuracy), textcoords="offset points",
-                    xytext=(6, 4 - 11 * stacked[spot]))  # fmt: skip
+                    xytext=(6, 4 - 11 * near))  # fmt: skip
     ax.margins(x=0.15)
     calls = [r.llm_calls for r in rows if r.llm_calls > 0]
     if calls and max(calls) / min(calls) > 20:
