@@ -11,10 +11,10 @@ QUESTION ?= Tom has 3 apples and buys 4 more. How many apples does he have now?
 demo: $(VENV)/.demo-ready
 	$(BIN)/magicore solve "$(QUESTION)" -k 5
 
-test: $(VENV)/.test-ready .venv-phoenix/.ready
+test: $(VENV)/.test-ready .venv-phoenix/.ready $(VENV)/.browser-ready
 	$(BIN)/python -m pytest
 
-setup: $(VENV)/.test-ready .venv-phoenix/.ready
+setup: $(VENV)/.test-ready .venv-phoenix/.ready $(VENV)/.browser-ready
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ $(VENV)/.test-ready: pyproject.toml $(VENV)/.demo-ready
 	$(PYTHON) -m venv .venv-phoenix
 	.venv-phoenix/bin/python -m pip install --quiet --upgrade pip
 	.venv-phoenix/bin/pip install --quiet arize-phoenix
+	touch $@
+
+# Debian's headless Chromium and its driver, for the chat app's browser test (about 25 s);
+# installed with apt-get only when missing (as root, else through sudo).
+$(VENV)/.browser-ready: | $(BIN)/python
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
 	touch $@
 
 clean:

@@ -1,0 +1,75 @@
+"""Chat messages: the question, and the reply with its answer, method, route, cost and trace;
+an error or a stopped run reads as a plain sentence."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from magicore.ui.app_panel import md, render_panel
+from magicore.ui.app_progress import Progress
+from magicore.ui.app_tracing import trace_url
+
+
+def route_text(reply: dict) -> str:
+    from magicore.graphs.result import RunResult
+    from magicore.ui.render import route_summary
+
+    result = RunResult(question="-", answer=reply.get("answer"), method=reply.get("method") or "magicore",
+                       route=reply.get("route") or [], rounds=reply.get("rounds") or 0)  # fmt: skip
+    return route_summary(result)
+
+
+def status_label(reply: dict) -> str:
+    seconds = reply.get("seconds")
+    took = f" after {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    return {"ok": f"Solved in {seconds or 0:.1f} s: how it went", "stopped": f"Stopped{took}: progress so far",
+            "error": "Failed: progress so far"}.get(reply.get("status"), "Details")  # fmt: skip
+
+
+def render_answer(reply: dict) -> None:
+    answer = reply.get("answer")
+    if answer is None:
+        st.warning("No answer: no chain stated a parsable final answer.")
+    else:
+        st.metric("Answer", str(answer))
+    method = reply.get("method_label") or reply.get("method")
+    st.markdown(
+        f"**Method** {method} &nbsp;·&nbsp; **Route** {route_text(reply)} &nbsp;·&nbsp; **Cost** "
+        f"{reply.get('llm_calls', 0)} LLM calls, {reply.get('input_tokens', 0):,} input + "
+        f"{reply.get('output_tokens', 0):,} output tokens, {reply.get('seconds', 0.0):.1f} s"
+    )
+    details = [f"model `{reply.get('model')}`"]
+    if reply.get("reward"):
+        details.append(f"reward `{reply['reward']}`")
+    details.append(f"k {reply.get('k')}, temperature {reply.get('temperature')}")
+    trace_id = reply.get("trace_id")
+    if trace_id:
+        url = trace_url(trace_id)
+        details.append(f"trace `{trace_id}`" + (f" ([open]({url}))" if url else ""))
+    st.caption(" · ".join(details))
+
+
+def render_outcome(reply: dict) -> None:
+    """What the reply says below its status panel."""
+    status = reply.get("status")
+    if status == "ok":
+        render_answer(reply)
+    elif status == "stopped":
+        st.warning("Stopped before an answer. Ask again, or change the settings.", icon=":material/stop_circle:")
+    else:
+        st.error(f"**Error:** {md(reply.get('error') or 'unknown error')}  \nThe conversation goes on: fix the "
+                 "settings (sidebar) or ask again.", icon=":material/error:")  # fmt: skip
+
+
+def render_message(message: dict) -> None:
+    if message.get("role") == "user":
+        with st.chat_message("user"):
+            st.markdown(md(message.get("content", "")))
+        return
+    with st.chat_message("assistant"):
+        panel = Progress.from_dict(message.get("panel"))
+        if panel.drawn or panel.blocks:
+            state = "complete" if message.get("status") == "ok" else "error"
+            with st.status(status_label(message), state=state, expanded=False):
+                render_panel(panel)
+        render_outcome(message)
