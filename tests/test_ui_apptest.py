@@ -66,7 +66,8 @@ def test_question_in_status_panel_and_answer_out():
     assert assistant.progress[0].value == 100  # 8 of 8 samples drawn
     sampled, pool = assistant.dataframe
     assert table_answers(sampled) == sorted(["9", "6", "10", "5", "12", "8", "8", "8"])
-    assert list(sampled.value["step 2"]) == [0.05] * 8  # the verifier caught every wrong sum
+    assert list(sampled.value["step 2"]) == ["0.05"] * 8  # the verifier caught every wrong sum
+    assert sorted(sampled.value["step 3"]) == [""] * 5 + ["0.05"] * 3  # only the majority wrote a step 3
     assert table_answers(pool) == ["7"] * 8 and set(pool.value["from"]) == {"refiner, round 1"}
     panel = texts(status)
     assert ":red-badge[hard] → review and refine (round 1)" in panel

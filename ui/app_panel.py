@@ -72,7 +72,13 @@ def render_candidates(rows: list[dict], scored_round: int | None, reward_name: s
     else:
         st.caption(f"Pool after round {scored_round}: the best k of the earlier and the refined chains by R")
     step_cols = [c for c in frame.columns if c.startswith("step ")]
-    styler = frame.style.map(score_color, subset=step_cols).format(precision=2, na_rep="–")
+    # the grid shows a missing number as "None" whatever the Styler says: step cells are text
+    # ("" where a chain has fewer steps), coloured from the numbers
+    colors = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for col in step_cols:
+        colors[col] = frame[col].map(score_color)
+        frame[col] = frame[col].map(lambda x: "" if pd.isna(x) else f"{x:.2f}")
+    styler = frame.style.apply(lambda _frame: colors, axis=None).format(precision=2)
     st.dataframe(styler, hide_index=True, width="stretch")
 
 
