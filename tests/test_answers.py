@@ -115,3 +115,20 @@ def test_fractions_in_latex_match_their_value(num, den):
 @given(st.decimals(min_value=-10**6, max_value=10**6, places=2, allow_nan=False, allow_infinity=False))
 def test_dollar_amounts_match_plain_numbers(amount):
     assert answers_match(f"${amount:,}", str(amount))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is 24 + 1 = 25 chocolate cookies that were not eaten, so (30 / 7) * 86", "25"),
+        ("The answer is 6 / 4 = 1.5 cookies baked that way", "1.5"),
+        ("The answer is 10 * 4 = 40 pieces of candy in each bag", "40"),
+        ("The answer is \\frac{1}{2} of the cake.", "\\frac{1}{2}"),
+        ("The answer is 6^2 (a number times itself).", "6^2"),
+        ("The answer is Tuesday.", "Tuesday"),
+        ("Answer: x = 5", "5"),
+    ],
+)
+def test_answer_sentences_give_their_mathematical_part(text, expected):
+    """Small models write a sentence after "The answer is"; the answer is its math, not the sentence."""
+    assert extract_answer(text) == expected

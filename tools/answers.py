@@ -86,10 +86,7 @@ def extract_answer(text: str | None, *, choices: str | None = None) -> str | Non
                 if letter:
                     return letter
                 continue
-            # "The answer is 18 dollars." -> prefer the number inside a sentence.
-            numbers = _NUMBER_RE.findall(answer)
-            if numbers and not re.search(r"\\frac|\^|/|sqrt|pi", answer):
-                return _clean(numbers[0].replace("$", "").strip())
+            answer = _leading_math(answer)
             if answer:
                 return answer
     if choices:
@@ -101,6 +98,34 @@ def extract_answer(text: str | None, *, choices: str | None = None) -> str | Non
     if numbers:
         return _clean(numbers[-1].replace("$", "").strip())
     return None
+
+
+_WORD = re.compile(r"(?<!\\)\b[A-Za-z]{2,}\b")
+
+
+def _leading_math(answer: str) -> str:
+    """The mathematical part of what follows "The answer is": "18 dollars." -> "18",
+    "6 / 4 = 1.5 cookies" -> "1.5", "\\frac{1}{2} of the cake" -> "\\frac{1}{2}".
+
+    Tokens are kept up to the first plain word (LaTeX commands are not words); of an equation
+    chain, the value after the last "=" is the answer. A sentence with no math stays whole
+    (a word answer such as "Tuesday").
+    """
+    if answer.startswith("\\text") or not re.search(r"\d|\\", answer):
+        return answer
+    kept: list[str] = []
+    for token in answer.split():
+        if _WORD.search(re.sub(r"\\[A-Za-z]+", "", token)):
+            break
+        kept.append(token)
+    expression = " ".join(kept).strip()
+    if "=" in expression:
+        expression = expression.rsplit("=", 1)[1].strip()
+    expression = _clean(expression.replace("$", "").strip()) if expression else ""
+    if not expression:
+        numbers = _NUMBER_RE.findall(answer)
+        return _clean(numbers[0].replace("$", "").strip()) if numbers else answer
+    return expression
 
 
 def _as_choice(answer: str, choices: str) -> str | None:
