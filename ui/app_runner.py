@@ -1,11 +1,11 @@
 """One asyncio event loop per UI server process, in a background thread, and runs on it that
 the Streamlit script thread can watch and cancel.
 
-Why not `asyncio.run` in the script thread: langchain-openai shares one httpx.AsyncClient per
-process, and its pooled connections belong to the loop that opened them, so the second
-`asyncio.run` fails with "Event loop is closed". One long-lived loop keeps the pool valid, lets
-several browser sessions share it, and makes cancellation explicit: `Run.cancel` cancels the
-task and waits until it has finished unwinding (model requests closed, files closed).
+Why not `asyncio.run` in the script thread on every rerun: HTTP connections, and magicore's
+per-server request limits (tools/llm.py), belong to the loop that made them, so a loop per
+question would reconnect every time and let concurrent browser sessions overrun a server's
+limit. One long-lived loop shares both, and makes cancellation explicit: `Run.cancel` cancels
+the task and waits until it has finished unwinding (model requests closed, files closed).
 """
 
 from __future__ import annotations
