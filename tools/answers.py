@@ -115,7 +115,8 @@ def _leading_math(answer: str) -> str:
         return answer
     kept: list[str] = []
     for token in answer.split():
-        if _WORD.search(re.sub(r"\\[A-Za-z]+", "", token)):
+        bare = re.sub(r"\\[A-Za-z]+", "", token)
+        if _WORD.search(bare) or bare.strip("()[],.;:") in ("a", "A", "I"):
             break
         kept.append(token)
     expression = " ".join(kept).strip()
