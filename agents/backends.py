@@ -33,7 +33,7 @@ from magicore.tools.errors import InputError, ModelError
 
 DEFAULT_SPEC = "embedded"
 ENV_VAR = "MAGICORE_MODEL"
-PROVIDERS = ("embedded", "openai", "vllm", "llamacpp", "ollama", "sglang")
+PROVIDERS = ("embedded", "openai", "vllm", "llamacpp", "ollama", "sglang", "openai-compatible")
 OPENAI_URL = "https://api.openai.com/v1"
 
 Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]

@@ -33,6 +33,9 @@ def test_bad_specs_say_what_is_expected(spec):
 def test_spec_round_trips_through_str():
     for text in ["embedded", "vllm:m@http://h:1/v1", "openai:gpt-4o", "ollama:http://h:2/v1"]:
         assert str(parse_spec(text)) == text
+    for text in ["m@http://h:1/v1", "http://h:2/v1", "embedded:/x/m.gguf"]:
+        spec = parse_spec(text)
+        assert parse_spec(str(spec)) == spec
 
 
 def test_precedence_cli_then_env_then_argument(monkeypatch):
