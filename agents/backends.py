@@ -175,7 +175,7 @@ def chat_model(
 
     Args:
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
-            else 2 for the embedded model and 16 for other servers). A vLLM server batches far
+            else 2 for the embedded model, 64 for vLLM and SGLang, 16 for other servers). A vLLM server batches far
             more; raising it shortens MAgICoRe's review and refine waves (docs/bench.md).
     """
     spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
@@ -197,7 +197,8 @@ def chat_model(
             if not served:
                 raise ModelError(f"the model server at {base_url} lists no models")
             model = served[0]
-        concurrency = 16
+        # vLLM and SGLang batch many sequences at once; other servers get a modest bound.
+        concurrency = 64 if provider in ("vllm", "sglang") else 16
     concurrency = max_concurrency or _env_concurrency() or concurrency
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
     return chat_class(

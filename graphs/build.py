@@ -100,7 +100,7 @@ def build_graph(
 
 
 def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools):
-    from magicore.graphs.evidence import verifier_evidence
+    from magicore.graphs.evidence import VerifierEvidence, find_verifier
     from magicore.tools.rewards.verifier import ExecutionVerifier
 
     params = dict(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
@@ -111,5 +111,8 @@ def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retr
         tools = (PythonSandboxTool(),)
     reviewer = Reviewer(reviewer_model or model, threshold=config.review_threshold, tools=tools, **params)
     refiner = Refiner(refiner_model or model, **params)
-    return magicore_graph(solver, reviewer, refiner, resolve_reward(reward, model), config, retry,
-                          evidence=verifier_evidence(ExecutionVerifier()))  # fmt: skip
+    reward_model = resolve_reward(reward, model)
+    # One verifier for scores and evidence, so the Reviewer reuses the checks the score node ran.
+    verifier = find_verifier(reward_model) or ExecutionVerifier()
+    return magicore_graph(solver, reviewer, refiner, reward_model, config, retry,
+                          evidence=VerifierEvidence(verifier))  # fmt: skip

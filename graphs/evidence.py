@@ -6,14 +6,33 @@ from magicore.agents.chain import Chain
 from magicore.tools.rewards.verifier import ExecutionVerifier
 
 
-def verifier_evidence(verifier: ExecutionVerifier):
-    """An async function (question, chain) -> lines such as "Step 2: 9 * 2 = 19: false, 9 * 2 is
-    18", one per step that has something to check."""
+class VerifierEvidence:
+    """Evidence lines such as "Step 2: 9 * 2 = 19: false, 9 * 2 is 18", one per step that has
+    something to check.
 
-    async def evidence(question: str, chain: Chain) -> list[str]:
+    `prepare` checks a whole pool in one sandbox run before the review fan-out, and the verifier
+    remembers checks it has run (when the reward uses the same verifier, the score node has
+    already checked these chains), so each review reads its evidence without a sandbox start.
+    """
+
+    def __init__(self, verifier: ExecutionVerifier):
+        self.verifier = verifier
+
+    async def prepare(self, question: str, chains: list[Chain]) -> None:
+        await self.verifier.aprepare(question, [c.steps for c in chains if c.steps])
+
+    async def __call__(self, question: str, chain: Chain) -> list[str]:
         if not chain.steps:
             return []
-        checks = await verifier.averify_steps(question, chain.steps)
+        checks = await self.verifier.averify_steps(question, chain.steps)
         return [f"Step {c.index + 1}: {c.describe()}" for c in checks if c.claims]
 
-    return evidence
+
+def find_verifier(reward) -> ExecutionVerifier | None:
+    """The ExecutionVerifier inside a reward model (itself, or a component of a combination)."""
+    if isinstance(reward, ExecutionVerifier):
+        return reward
+    for part in list(getattr(reward, "steps", [])) + list(getattr(reward, "outcome", [])):
+        if isinstance(part, ExecutionVerifier):
+            return part
+    return None

@@ -37,7 +37,7 @@ def magicore_graph(
     retry: RetryPolicy,
     evidence: Callable | None = None,
 ) -> StateGraph:
-    route, after_route = make_route(config)
+    route, after_route = make_route(config, evidence)
     g = StateGraph(State, input_schema=GraphInput)
     g.add_node("solve", make_solve(solver, config), retry_policy=retry)
     g.add_node("score", make_score(reward, config), retry_policy=retry)

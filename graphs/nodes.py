@@ -122,7 +122,7 @@ def make_aggregate(how: Aggregation):
     return aggregate
 
 
-def make_route(config: MethodConfig):
+def make_route(config: MethodConfig, evidence=None):
     async def route(state: State, writer: StreamWriter) -> dict:
         pool = state["pool"]
         cal = state.get("calibration") or config.calibration or self_calibration(pool)
@@ -131,6 +131,9 @@ def make_route(config: MethodConfig):
                                  orm_confidence=d.orm_confidence, prm_confidence=d.prm_confidence,
                                  majority=d.majority, calibration=cal.source)  # fmt: skip
         will_refine = d.hard and decision.round < config.rounds
+        if will_refine and evidence is not None and hasattr(evidence, "prepare"):
+            with telemetry.tool_span("evidence", **{"magicore.round": decision.round, "magicore.chains": len(pool)}):
+                await evidence.prepare(state["question"], pool)  # one batched check before the fan-out
         telemetry.add_event("magicore.route", {
             "magicore.round": decision.round, "magicore.route.hard": d.hard, "magicore.route.cond1": d.cond1,
             "magicore.route.mean_z": d.mean_z, "magicore.route.orm_confidence": d.orm_confidence,

@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 
 import yaml
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, Template
 
 _env = Environment(undefined=StrictUndefined, autoescape=False)
 
@@ -22,11 +22,14 @@ def load(package: str, name: str) -> dict:
     return yaml.safe_load(text)
 
 
-def render(package: str, name: str, family: str = "default", **variables) -> list[tuple[str, str]]:
-    """The (role, content) chat messages of template `name` for `family`, rendered."""
+@lru_cache(maxsize=None)
+def _compiled(package: str, name: str, family: str) -> tuple[tuple[str, Template], ...]:
     spec = load(package, name)
     entry = spec.get(family) or spec["default"]
-    return [
-        (m["role"], _env.from_string(m["content"]).render(**variables).strip())
-        for m in entry["messages"]
-    ]
+    return tuple((m["role"], _env.from_string(m["content"])) for m in entry["messages"])
+
+
+def render(package: str, name: str, family: str = "default", **variables) -> list[tuple[str, str]]:
+    """The (role, content) chat messages of template `name` for `family`, rendered (templates
+    are compiled once)."""
+    return [(role, template.render(**variables).strip()) for role, template in _compiled(package, name, family)]
