@@ -35,7 +35,7 @@ class RunResult(BaseModel):
         out: dict[str, Any] = {
             "answer": self.answer,
             "method": self.method,
-            "votes": self.votes,
+            "votes": {answer: round(weight, 6) for answer, weight in self.votes.items()},
             "llm_calls": self.llm_calls,
             "requests": self.requests,
             "input_tokens": self.input_tokens,
