@@ -202,8 +202,8 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
     kwargs = {**_request_kwargs(model, n=n if n > 1 else None, **params), **extra}
     messages = convert_to_messages(messages)
     async with _semaphore(model):
-        with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT,
-                            attributes=_chat_attributes(model, n, params)) as span:  # fmt: skip
+        attributes = _chat_attributes(model, n, params) if telemetry.enabled() else None
+        with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT, attributes=attributes) as span:
             try:
                 result = await model.agenerate([messages], **kwargs)
             except asyncio.CancelledError:

@@ -80,10 +80,19 @@ def _clean(attributes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def enabled() -> bool:
+    """Whether any tracer provider is set (ours or the host's); without one, spans are skipped
+    outright, so tracing off costs a type check per span."""
+    return type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
+
+
 @contextlib.contextmanager
 def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: dict[str, Any] | None = None,
          links: list[Link] | None = None) -> Iterator[Span]:  # fmt: skip
     """A span made current for the block; exceptions set its status to ERROR and `error.type`."""
+    if not enabled():
+        yield trace.INVALID_SPAN
+        return
     attrs = dict(attributes or {})
     sid = _session.get()
     if sid:
@@ -134,6 +143,8 @@ def provider_name(model: Any) -> str:
 
 def current_link() -> str | None:
     """"trace_id:span_id" of the current span (to link an evaluation to what it evaluates)."""
+    if not enabled():
+        return None
     ctx = trace.get_current_span().get_span_context()
     return f"{ctx.trace_id:032x}:{ctx.span_id:016x}" if ctx.is_valid else None
 
