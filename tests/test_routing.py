@@ -327,17 +327,21 @@ def cli(*args, home):
 
 
 def test_calibrate_then_solve_uses_the_saved_calibration(tmp_path):
-    from magicore.evals.datasets import default_data_dir
     from magicore.evals.mock_server import MockServer, MockSettings
 
-    if default_data_dir() is None:
-        pytest.skip("the benchmark data (../shared/data) is not here")
+    # three made-up problems in SVAMP's format, so the test needs no benchmark files
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "svamp.json").write_text(json.dumps([
+        {"ID": f"t-{i}", "Body": f"Tom has {i} apples.", "Question": "He buys 2 more. How many?",
+         "Equation": f"( {i} + 2.0 )", "Answer": i + 2.0, "Type": "Addition"} for i in (40, 41, 42)
+    ]))  # fmt: skip
     # the mock server's completions 0 and 1 are right, completion 2 is wrong, whatever order the
     # three calibration problems are served in
     settings = MockSettings(reply=lambda _req, i: WRONG if i % 3 == 2 else RIGHT)
     with MockServer(settings) as server:
         proc = cli("calibrate", "--model", server.base_url, "--reward", "verifier", "--dataset", "svamp",
-                   "--limit", "3", "--json", home=tmp_path)  # fmt: skip
+                   "--data", str(data), "--limit", "3", "--json", home=tmp_path)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert len(settings.requests) == 3  # one chain per problem
