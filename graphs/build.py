@@ -106,7 +106,7 @@ def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retr
     params = dict(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
     tools = ()
     if reviewer_tools:
-        from magicore.tools.sandbox import PythonSandboxTool
+        from magicore.tools.sandbox_tool import PythonSandboxTool
 
         tools = (PythonSandboxTool(),)
     reviewer = Reviewer(reviewer_model or model, threshold=config.review_threshold, tools=tools, **params)

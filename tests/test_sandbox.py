@@ -17,7 +17,8 @@ import pytest
 
 from magicore.tools import sandbox
 from magicore.tools.errors import InputError
-from magicore.tools.sandbox import Mode, PythonSandboxTool, arun_python, run_python, sandbox_capabilities
+from magicore.tools.sandbox import Mode, arun_python, run_python, sandbox_capabilities
+from magicore.tools.sandbox_tool import PythonSandboxTool
 
 CAPS = sandbox_capabilities()
 CONTAINED = "pid-namespace" in CAPS or "unprivileged-uid" in CAPS  # else a fork bomb is not

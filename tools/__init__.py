@@ -18,7 +18,7 @@ _EXPORTS = {
     "run_python": "magicore.tools.sandbox",
     "arun_python": "magicore.tools.sandbox",
     "ExecutionResult": "magicore.tools.sandbox",
-    "PythonSandboxTool": "magicore.tools.sandbox",
+    "PythonSandboxTool": "magicore.tools.sandbox_tool",
     "sandbox_capabilities": "magicore.tools.sandbox",
     "RewardModel": "magicore.tools.rewards.base",
     "chain_reward": "magicore.tools.rewards.base",
@@ -36,7 +36,8 @@ __all__ = [*_EXPORTS, "langchain_tools"]
 if TYPE_CHECKING:  # pragma: no cover
     from magicore.tools.answers import answers_match, extract_answer, normalize_answer  # noqa: F401
     from magicore.tools.rewards.base import RewardModel, chain_reward  # noqa: F401
-    from magicore.tools.sandbox import ExecutionResult, PythonSandboxTool, arun_python, run_python  # noqa: F401
+    from magicore.tools.sandbox import ExecutionResult, arun_python, run_python  # noqa: F401
+    from magicore.tools.sandbox_tool import PythonSandboxTool  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
@@ -49,6 +50,6 @@ def __getattr__(name: str) -> Any:
 def langchain_tools() -> list:
     """The sandbox and the answer tools as LangChain `BaseTool`s, ready for a tool-calling agent."""
     from magicore.tools.answer_tools import answers_match_tool, extract_answer_tool
-    from magicore.tools.sandbox import PythonSandboxTool
+    from magicore.tools.sandbox_tool import PythonSandboxTool
 
     return [PythonSandboxTool(), extract_answer_tool, answers_match_tool]
