@@ -17,7 +17,6 @@ a problem interrupted mid-graph from its checkpoint. Imports graphs, agents, too
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -29,15 +28,20 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from magicore.evals.bench_magicore import run_magicore
+from magicore.evals.bench_store import (
+    JsonlLog,
+    load_results,
+    make_record,
+    results_path,
+    write_json_atomic,
+)
 from magicore.evals.datasets import Problem
-from magicore.graphs.api import asolve, result_from_state
+from magicore.evals.progress import ProgressBar
+from magicore.graphs.api import asolve
 from magicore.graphs.build import build_graph, normalize_method, resolve_reward
-from magicore.graphs.calibration import from_first_chains
 from magicore.graphs.config import MethodConfig
-from magicore.graphs.result import RunResult
-from magicore.graphs.routing import reward as chain_reward
 from magicore.graphs.state import Calibration
-from magicore.tools.answers import answers_match
 from magicore.tools.errors import InputError
 from magicore.tools.rewards.base import RewardModel
 
@@ -70,81 +74,6 @@ class BenchSettings:
     def method_config(self, calibration: Calibration | None = None) -> MethodConfig:
         return MethodConfig(k=self.k, rounds=self.rounds, max_tokens=self.max_tokens, temperature=self.temperature,
                             top_p=self.top_p, calibration=calibration)  # fmt: skip
-
-
-# --------------------------------------------------------------------------- durable files
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write a whole file so that a crash leaves the old one or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    _fsync_dir(path.parent)
-
-
-class JsonlLog:
-    """An append-only JSONL file: each record is one `write` of one whole line, then fsync.
-
-    A crash can at worst leave a torn last line (no newline); reading drops it and cuts the
-    file back to its last complete line, so no torn line is ever glued to the next record.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> list[dict]:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a torn tail from a crash mid-write
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-                os.fsync(f.fileno())
-        out = []
-        for line in data[:end].splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-        return out
-
-    def append(self, record: dict) -> None:
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def results_path(out: Path, method: str) -> Path:
-    return Path(out) / f"{method}.jsonl"
-
-
-def load_results(out: Path, method: str) -> dict[str, dict]:
-    """The last record of each problem id of a method (a retried error replaces the error)."""
-    return {r["id"]: r for r in JsonlLog(results_path(out, method)).read() if "id" in r}
 
 
 # --------------------------------------------------------------------------- run settings
@@ -183,67 +112,6 @@ def read_settings(out: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{out} holds no benchmark run (no run.json)") from None
-
-
-# --------------------------------------------------------------------------- records
-
-
-def make_record(problem: Problem, method: str, result: RunResult | None, seconds: float | None,
-                error: BaseException | None = None) -> dict:  # fmt: skip
-    """One line of {method}.jsonl."""
-    route = result.route if result else []
-    answer = result.answer if result else None
-    return {
-        "id": problem.id,
-        "method": method,
-        "question": problem.question,
-        "gold": problem.answer,
-        "answer": answer,
-        "correct": bool(error is None and answers_match(answer, problem.answer)),
-        "llm_calls": result.llm_calls if result else 0,
-        "requests": result.requests if result else 0,
-        "input_tokens": result.input_tokens if result else 0,
-        "output_tokens": result.output_tokens if result else 0,
-        "seconds": None if seconds is None else round(seconds, 3),
-        "hard": route[0]["hard"] if route else None,
-        "rounds": result.rounds if result else 0,
-        "calibration": route[0].get("calibration") if route else None,
-        "votes": result.votes if result else {},
-        "error": None if error is None else _error_text(error),
-        "finished_at": round(time.time(), 3),
-    }
-
-
-def _error_text(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text if type(error).__module__.startswith("magicore") else f"{type(error).__name__}: {text}"
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class _Bar:
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.bar = None
-        self.done = self.correct = 0
-        if enabled and total:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="problem", file=sys.stderr, dynamic_ncols=True,
-                            mininterval=0.5 if sys.stderr.isatty() else 10.0)  # fmt: skip
-
-    def update(self, record: dict | None = None) -> None:
-        if record is not None:
-            self.done += 1
-            self.correct += bool(record.get("correct"))
-        if self.bar is not None:
-            if record is not None:
-                self.bar.set_postfix_str(f"acc {self.correct}/{self.done}", refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # --------------------------------------------------------------------------- the runner
@@ -298,24 +166,18 @@ async def run_bench(
             log(f"{method}: all {len(problems)} problems already done")
         sink = JsonlLog(results_path(out, method))
         if method == "magicore":
-            await _run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log)
+            await run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log)
         elif todo:
             await _run_baseline(method, todo, settings, models, reward, sink, limit, progress)
         results[method] = load_results(out, method)
     return results
 
 
-async def _timed(coro) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = await coro
-    return value, time.perf_counter() - started
-
-
 async def _run_baseline(method, todo, settings, models, reward, sink, limit, progress) -> None:
     graph = build_graph(method, model=models.model, reviewer_model=models.reviewer_model,
                         refiner_model=models.refiner_model, reward=reward if method == "bok" else None,
                         config=settings.method_config())  # fmt: skip
-    bar = _Bar(len(todo), method, progress)
+    bar = ProgressBar(len(todo), method, progress)
 
     async def one(problem: Problem) -> None:
         async with limit:
@@ -334,159 +196,3 @@ async def _run_baseline(method, todo, settings, models, reward, sink, limit, pro
         bar.close()
 
 
-# MAgICoRe: phase 1 (solve + score, pause before route), batch calibration, phase 2 (the rest).
-
-
-def _thread(problem: Problem) -> dict:
-    return {"configurable": {"thread_id": f"problem:{problem.id}"}}
-
-
-async def first_chain(graph, config: dict):
-    """The first chain the Solver sampled, scored: from the checkpoint after "solve" (sample
-    order) matched to the scored pool, so it survives a crash between phase 1 and its log."""
-    snapshot = await graph.aget_state(config)
-    pool = list(snapshot.values.get("pool") or [])
-    async for past in graph.aget_state_history(config):
-        if past.next == ("score",) and past.values.get("round", 0) == 0 and past.values.get("pending"):
-            text = past.values["pending"][0].text
-            for chain in pool:
-                if chain.origin == "solver" and chain.text == text and chain.scored:
-                    return chain
-    return None
-
-
-#: The pydantic types a checkpoint of the graphs' state holds (allowed to be read back).
-STATE_TYPES = [("magicore.agents.chain", "Chain"), ("magicore.agents.reviewer", "Review"),
-               ("magicore.graphs.state", "Calibration"), ("magicore.graphs.state", "RouteDecision"),
-               ("magicore.graphs.state", "Draft")]  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def sqlite_checkpointer(path: Path):
-    """A SQLite checkpointer that reads magicore's state types back without warnings."""
-    import aiosqlite
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    async with aiosqlite.connect(str(path)) as conn:
-        yield AsyncSqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
-
-
-async def _run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log) -> None:
-    if not todo:
-        return
-    mode = settings.calibration
-    fixed = models.saved_calibration if mode == "saved" else None
-    async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
-        common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
-                      reward=reward, config=settings.method_config(fixed), checkpointer=saver)  # fmt: skip
-        graph = build_graph("magicore", **common)
-        spent: dict[str, float] = {}  # phase-1 seconds per problem in this run
-        failed: set[str] = set()
-        cal = fixed
-        if mode == "batch":
-            pause = build_graph("magicore", interrupt_before=["route"], **common)
-            cal = await _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, log)
-            if cal is None:
-                log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
-                return
-        remaining = [p for p in todo if p.id not in failed]
-        bar = _Bar(len(remaining), "magicore 2/2 route+refine" if mode == "batch" else "magicore", progress)
-
-        async def one(problem: Problem) -> None:
-            config = _thread(problem)
-            async with limit:
-                started = time.perf_counter()
-                try:
-                    snapshot = await graph.aget_state(config)
-                    if not snapshot.values:
-                        start: dict | None = {"question": problem.question}
-                    elif snapshot.next:
-                        start = None
-                        if cal is not None and snapshot.next == ("route",) and not snapshot.values.get("route"):
-                            await graph.aupdate_state(config, {"calibration": cal})
-                    else:  # finished in an earlier run that stopped before logging it
-                        start = "done"
-                    state = snapshot.values
-                    if start != "done":
-                        state = await _stream(graph, start, config)
-                    seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
-                    result = result_from_state(problem.question, "magicore", state, seconds)
-                    record = make_record(problem, "magicore", result, None if start == "done" else seconds)
-                except Exception as error:
-                    seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
-                    record = make_record(problem, "magicore", None, seconds, error)
-                sink.append(record)
-                bar.update(record)
-
-        try:
-            await asyncio.gather(*(one(p) for p in remaining))
-        finally:
-            bar.close()
-
-
-async def _stream(graph, inputs, config: dict) -> dict:
-    state: dict = {}
-    async for chunk in graph.astream(inputs, config, stream_mode="values"):
-        state = chunk
-    return state
-
-
-async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, log) -> Calibration | None:
-    """Run every unfinished problem to just before "route", then return the batch calibration
-    (loaded from calibration.json when an earlier run computed it)."""
-    cal_path = out / "calibration.json"
-    chains_log = JsonlLog(out / "calibration_chains.jsonl")
-    known = {r["id"]: r for r in chains_log.read()}
-    bar = _Bar(len(todo), "magicore 1/2 solve+score", progress)
-
-    async def one(problem: Problem) -> None:
-        config = _thread(problem)
-        async with limit:
-            started = time.perf_counter()
-            try:
-                snapshot = await pause.aget_state(config)
-                if not snapshot.values.get("route") and snapshot.next != ("route",):
-                    await _stream(pause, None if snapshot.next else {"question": problem.question}, config)
-                    spent[problem.id] = time.perf_counter() - started
-                elif problem.id in known:  # phase 1 ran in an earlier run: count its time
-                    spent[problem.id] = float(known[problem.id].get("seconds") or 0.0)
-                if problem.id not in known:
-                    chain = await first_chain(pause, config)
-                    if chain is not None:
-                        entry = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
-                                 "step_scores": chain.step_scores, "answer": chain.answer,
-                                 "seconds": round(spent.get(problem.id, 0.0), 3)}  # fmt: skip
-                        chains_log.append(entry)
-                        known[problem.id] = entry
-            except Exception as error:
-                failed.add(problem.id)
-                sink.append(make_record(problem, "magicore", None, time.perf_counter() - started, error))
-            bar.update()
-
-    try:
-        await asyncio.gather(*(one(p) for p in todo))
-    finally:
-        bar.close()
-    if cal_path.exists():
-        data = json.loads(cal_path.read_text(encoding="utf-8"))
-        return Calibration(mu=data["mu"], sigma=data["sigma"], source="batch", n=data.get("n"))
-    ids = [p.id for p in problems if p.id in known]
-    if not ids:
-        return None
-    chains = [_Scored(known[i]) for i in ids]
-    cal = from_first_chains(chains, source="batch")
-    missing = len(problems) - len(ids)
-    write_json_atomic(cal_path, {**cal.model_dump(), "problem_ids": ids, "missing": missing})
-    note = f" ({missing} problem(s) without a first chain left out)" if missing else ""
-    log(f"magicore: batch calibration mu = {cal.mu:.4f}, sigma = {cal.sigma:.4f} over {cal.n} first chains{note}")
-    return cal
-
-
-class _Scored:
-    """A logged first chain, seen as the ScoredChain that calibration reads."""
-
-    def __init__(self, entry: dict):
-        self.answer = entry.get("answer")
-        self.orm = float(entry.get("orm") or 0.0)
-        self.step_scores = list(entry.get("step_scores") or [])

@@ -1,0 +1,160 @@
+"""MAgICoRe in `magicore bench`: phase 1 (solve and score every problem, pause before "route"),
+the batch calibration from the first chain of every problem, phase 2 (route, review, refine).
+
+Every problem is a thread in checkpoints.sqlite, so an interrupted problem resumes from its
+last checkpoint without sampling again, and a rerun reuses calibration.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from magicore.evals.bench_store import JsonlLog, make_record, write_json_atomic
+from magicore.evals.datasets import Problem
+from magicore.evals.progress import ProgressBar
+from magicore.graphs.api import result_from_state
+from magicore.graphs.build import build_graph
+from magicore.graphs.calibration import from_first_chains
+from magicore.graphs.checkpoint import sqlite_checkpointer
+from magicore.graphs.routing import reward as chain_reward
+from magicore.graphs.state import Calibration
+
+
+def _thread(problem: Problem) -> dict:
+    return {"configurable": {"thread_id": f"problem:{problem.id}"}}
+
+
+async def first_chain(graph, config: dict):
+    """The first chain the Solver sampled, scored: from the checkpoint after "solve" (sample
+    order) matched to the scored pool, so it survives a crash between phase 1 and its log."""
+    snapshot = await graph.aget_state(config)
+    pool = list(snapshot.values.get("pool") or [])
+    async for past in graph.aget_state_history(config):
+        if past.next == ("score",) and past.values.get("round", 0) == 0 and past.values.get("pending"):
+            text = past.values["pending"][0].text
+            for chain in pool:
+                if chain.origin == "solver" and chain.text == text and chain.scored:
+                    return chain
+    return None
+
+
+async def run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log) -> None:
+    if not todo:
+        return
+    mode = settings.calibration
+    fixed = models.saved_calibration if mode == "saved" else None
+    async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
+        common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
+                      reward=reward, config=settings.method_config(fixed), checkpointer=saver)  # fmt: skip
+        graph = build_graph("magicore", **common)
+        spent: dict[str, float] = {}  # phase-1 seconds per problem in this run
+        failed: set[str] = set()
+        cal = fixed
+        if mode == "batch":
+            pause = build_graph("magicore", interrupt_before=["route"], **common)
+            cal = await _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, log)
+            if cal is None:
+                log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
+                return
+        remaining = [p for p in todo if p.id not in failed]
+        bar = ProgressBar(len(remaining), "magicore 2/2 route+refine" if mode == "batch" else "magicore", progress)
+
+        async def one(problem: Problem) -> None:
+            config = _thread(problem)
+            async with limit:
+                started = time.perf_counter()
+                try:
+                    snapshot = await graph.aget_state(config)
+                    if not snapshot.values:
+                        start: dict | None = {"question": problem.question}
+                    elif snapshot.next:
+                        start = None
+                        if cal is not None and snapshot.next == ("route",) and not snapshot.values.get("route"):
+                            await graph.aupdate_state(config, {"calibration": cal})
+                    else:  # finished in an earlier run that stopped before logging it
+                        start = "done"
+                    state = snapshot.values
+                    if start != "done":
+                        state = await _stream(graph, start, config)
+                    seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
+                    result = result_from_state(problem.question, "magicore", state, seconds)
+                    record = make_record(problem, "magicore", result, None if start == "done" else seconds)
+                except Exception as error:
+                    seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
+                    record = make_record(problem, "magicore", None, seconds, error)
+                sink.append(record)
+                bar.update(record)
+
+        try:
+            await asyncio.gather(*(one(p) for p in remaining))
+        finally:
+            bar.close()
+
+
+async def _stream(graph, inputs, config: dict) -> dict:
+    state: dict = {}
+    async for chunk in graph.astream(inputs, config, stream_mode="values"):
+        state = chunk
+    return state
+
+
+async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, log) -> Calibration | None:
+    """Run every unfinished problem to just before "route", then return the batch calibration
+    (loaded from calibration.json when an earlier run computed it)."""
+    cal_path = out / "calibration.json"
+    chains_log = JsonlLog(out / "calibration_chains.jsonl")
+    known = {r["id"]: r for r in chains_log.read()}
+    bar = ProgressBar(len(todo), "magicore 1/2 solve+score", progress)
+
+    async def one(problem: Problem) -> None:
+        config = _thread(problem)
+        async with limit:
+            started = time.perf_counter()
+            try:
+                snapshot = await pause.aget_state(config)
+                if not snapshot.values.get("route") and snapshot.next != ("route",):
+                    await _stream(pause, None if snapshot.next else {"question": problem.question}, config)
+                    spent[problem.id] = time.perf_counter() - started
+                elif problem.id in known:  # phase 1 ran in an earlier run: count its time
+                    spent[problem.id] = float(known[problem.id].get("seconds") or 0.0)
+                if problem.id not in known:
+                    chain = await first_chain(pause, config)
+                    if chain is not None:
+                        entry = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
+                                 "step_scores": chain.step_scores, "answer": chain.answer,
+                                 "seconds": round(spent.get(problem.id, 0.0), 3)}  # fmt: skip
+                        chains_log.append(entry)
+                        known[problem.id] = entry
+            except Exception as error:
+                failed.add(problem.id)
+                sink.append(make_record(problem, "magicore", None, time.perf_counter() - started, error))
+            bar.update()
+
+    try:
+        await asyncio.gather(*(one(p) for p in todo))
+    finally:
+        bar.close()
+    if cal_path.exists():
+        data = json.loads(cal_path.read_text(encoding="utf-8"))
+        return Calibration(mu=data["mu"], sigma=data["sigma"], source="batch", n=data.get("n"))
+    ids = [p.id for p in problems if p.id in known]
+    if not ids:
+        return None
+    chains = [_Scored(known[i]) for i in ids]
+    cal = from_first_chains(chains, source="batch")
+    missing = len(problems) - len(ids)
+    write_json_atomic(cal_path, {**cal.model_dump(), "problem_ids": ids, "missing": missing})
+    note = f" ({missing} problem(s) without a first chain left out)" if missing else ""
+    log(f"magicore: batch calibration mu = {cal.mu:.4f}, sigma = {cal.sigma:.4f} over {cal.n} first chains{note}")
+    return cal
+
+
+class _Scored:
+    """A logged first chain, seen as the ScoredChain that calibration reads."""
+
+    def __init__(self, entry: dict):
+        self.answer = entry.get("answer")
+        self.orm = float(entry.get("orm") or 0.0)
+        self.step_scores = list(entry.get("step_scores") or [])

@@ -1,0 +1,121 @@
+"""What `magicore bench` writes: crash-safe files and one record per finished problem.
+
+Each record is one `write` of one whole JSONL line, then fsync; a whole file (run.json,
+calibration.json) is replaced atomically. Hand-written: a few lines of os calls; no library
+gives append-and-fsync JSONL with torn-line repair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from magicore.evals.datasets import Problem
+from magicore.graphs.result import RunResult
+from magicore.tools.answers import answers_match
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write a whole file so that a crash leaves the old one or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+class JsonlLog:
+    """An append-only JSONL file: each record is one `write` of one whole line, then fsync.
+
+    A crash can at worst leave a torn last line (no newline); reading drops it and cuts the
+    file back to its last complete line, so no torn line is ever glued to the next record.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def read(self) -> list[dict]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn tail from a crash mid-write
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+                os.fsync(f.fileno())
+        out = []
+        for line in data[:end].splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
+    def append(self, record: dict) -> None:
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def results_path(out: Path, method: str) -> Path:
+    return Path(out) / f"{method}.jsonl"
+
+
+def load_results(out: Path, method: str) -> dict[str, dict]:
+    """The last record of each problem id of a method (a retried error replaces the error)."""
+    return {r["id"]: r for r in JsonlLog(results_path(out, method)).read() if "id" in r}
+
+
+def make_record(problem: Problem, method: str, result: RunResult | None, seconds: float | None,
+                error: BaseException | None = None) -> dict:  # fmt: skip
+    """One line of {method}.jsonl."""
+    route = result.route if result else []
+    answer = result.answer if result else None
+    return {
+        "id": problem.id,
+        "method": method,
+        "question": problem.question,
+        "gold": problem.answer,
+        "answer": answer,
+        "correct": bool(error is None and answers_match(answer, problem.answer)),
+        "llm_calls": result.llm_calls if result else 0,
+        "requests": result.requests if result else 0,
+        "input_tokens": result.input_tokens if result else 0,
+        "output_tokens": result.output_tokens if result else 0,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "hard": route[0]["hard"] if route else None,
+        "rounds": result.rounds if result else 0,
+        "calibration": route[0].get("calibration") if route else None,
+        "votes": result.votes if result else {},
+        "error": None if error is None else _error_text(error),
+        "finished_at": round(time.time(), 3),
+    }
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if type(error).__module__.startswith("magicore") else f"{type(error).__name__}: {text}"
