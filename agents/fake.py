@@ -19,8 +19,9 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-#: A script entry: the completion text, or an exception to raise for that request.
-Reply = str | BaseException
+#: A script entry: the completion text, an AIMessage (e.g. with tool calls), or an exception to
+#: raise for that request.
+Reply = str | AIMessage | BaseException
 Responder = Callable[[list[BaseMessage], int], Reply]
 
 
@@ -77,11 +78,13 @@ class ScriptedFakeChatModel(BaseChatModel):
             reply = self._next(messages)
             if isinstance(reply, BaseException):
                 raise reply
-            out_tokens += len(reply.split())
-            info: dict[str, Any] = {"finish_reason": "stop"}
+            message = reply if isinstance(reply, AIMessage) else AIMessage(content=reply)
+            text = str(message.content)
+            out_tokens += len(text.split())
+            info: dict[str, Any] = {"finish_reason": "tool_calls" if message.tool_calls else "stop"}
             if self.logprob is not None and kwargs.get("logprobs"):
-                info["logprobs"] = {"content": _fake_logprobs(reply, self.logprob(reply))}
-            generations.append(ChatGeneration(message=AIMessage(content=reply), generation_info=info))
+                info["logprobs"] = {"content": _fake_logprobs(text, self.logprob(text))}
+            generations.append(ChatGeneration(message=message, generation_info=info))
         in_tokens = sum(len(str(m.content).split()) for m in messages)
         usage = {"prompt_tokens": in_tokens, "completion_tokens": out_tokens}
         return ChatResult(generations=generations, llm_output={"token_usage": usage, "model_name": self.model})

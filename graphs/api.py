@@ -54,6 +54,7 @@ async def asolve(
     graph=None,
     run_config: dict | None = None,
     session_id: str | None = None,
+    reviewer_tools: bool = False,
 ) -> RunResult:
     """Run `method` on one question.
 
@@ -62,10 +63,11 @@ async def asolve(
         graph: a graph from `build_graph` to reuse (the other model arguments are then unused).
         run_config: LangGraph run config (thread_id for a checkpointer, callbacks, tags...).
         session_id: the conversation this question belongs to, put on every span.
+        reviewer_tools: let a tool-calling Reviewer run code in the sandbox itself.
     """
     question = check_question(question)
-    graph = graph or build_graph(method, model=model, reviewer_model=reviewer_model,
-                                 refiner_model=refiner_model, reward=reward, config=config)  # fmt: skip
+    graph = graph or build_graph(method, model=model, reviewer_model=reviewer_model, refiner_model=refiner_model,
+                                 reward=reward, config=config, reviewer_tools=reviewer_tools)  # fmt: skip
     inputs: dict[str, Any] = {"question": question}
     if family:
         inputs["family"] = family

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task family for the prompts (default: guessed from the question)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--show-samples", action="store_true", help="print every chain of the final pool")
+    parser.add_argument("--reviewer-tools", action="store_true",
+                        help="let a tool-calling Reviewer run code in the sandbox itself (capable models)")
     parser.add_argument("--explain", action="store_true",
                         help="print the candidates with their scores, the reviews and the refinements")
 
@@ -75,7 +77,7 @@ def run(args) -> int:
             question, method=args.method, model=rt.model, reviewer_model=rt.reviewer_model,
             refiner_model=rt.refiner_model, reward=rt.reward_spec if args.method in ("magicore", "bok") else None,
             config=config, family=None if args.task == "auto" else args.task, calibration=calibration,
-            on_event=progress,
+            on_event=progress, reviewer_tools=args.reviewer_tools,
         ))  # fmt: skip
     finally:
         progress.close()
