@@ -125,3 +125,14 @@ def _fake_logprobs(text: str, probability: float) -> list[dict[str, Any]]:
             ],
         }
     ]
+
+
+def role_of(system_prompt: str) -> str:
+    """Which of magicore's prompts a system message comes from: "solver", "reviewer",
+    "refiner", "feedback" or "revise" (Self-Refine's two), or "other" (an LLM judge, say).
+    Scripted models use it to answer each role differently."""
+    checks = (("step-by-step feedback", "reviewer"), ("fix the errors", "refiner"),
+              ("review your own solution", "feedback"), ("improve your own solution", "revise"),
+              ("problem solver", "solver"), ("mathematician", "solver"))  # fmt: skip
+    return next((role for marker, role in checks if marker in system_prompt), "other")
+

@@ -5,22 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from magicore.agents.fake import ScriptedFakeChatModel
+from magicore.agents.fake import role_of as fake_role_of
 from magicore.tools.rewards.base import RewardModel
 
 
 def role_of(messages) -> str:
-    system = str(messages[0].content)
-    if "careful problem solver" in system or "careful mathematician" in system:
-        return "solver"
-    if "step-by-step feedback" in system:
-        return "reviewer"
-    if "fix the errors" in system:
-        return "refiner"
-    if "review your own solution" in system:
-        return "feedback"
-    if "improve your own solution" in system:
-        return "revise"
-    return "other"
+    return fake_role_of(str(messages[0].content))
 
 
 def solution(answer: str) -> str:

@@ -244,7 +244,9 @@ def test_scores_are_validated():
         ExecutionVerifier(code_timeout=0)
 
 
-async def test_steps_and_outcome_of_one_chain_share_one_sandbox_run(monkeypatch):
+@pytest.fixture
+def sandbox_runs(monkeypatch):
+    """Counts the verifier's sandbox runs."""
     runs = []
     real = verifier_module.arun_python
 
@@ -253,6 +255,11 @@ async def test_steps_and_outcome_of_one_chain_share_one_sandbox_run(monkeypatch)
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(verifier_module, "arun_python", counting)
+    return runs
+
+
+async def test_steps_and_outcome_of_one_chain_share_one_sandbox_run(sandbox_runs):
+    runs = sandbox_runs
     verifier = ExecutionVerifier()
     steps = ["16 - 3 - 4 = 9 eggs are left.", "9 * 2 = 18 dollars."]
     scores, outcome = await asyncio.gather(verifier.ascore_steps("q", steps), verifier.ascore_outcome("q", "\n".join(steps)))
@@ -262,15 +269,8 @@ async def test_steps_and_outcome_of_one_chain_share_one_sandbox_run(monkeypatch)
     assert len(runs) == 1  # remembered
 
 
-async def test_prepare_checks_many_chains_in_one_sandbox_run(monkeypatch):
-    runs = []
-    real = verifier_module.arun_python
-
-    async def counting(*args, **kwargs):
-        runs.append(1)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(verifier_module, "arun_python", counting)
+async def test_prepare_checks_many_chains_in_one_sandbox_run(sandbox_runs):
+    runs = sandbox_runs
     verifier = ExecutionVerifier()
     chains = [[f"{i} + 1 = {i + 1}", f"{i} * 2 = {2 * i + (i % 2)}"] for i in range(6)]
     await verifier.aprepare("q", chains)

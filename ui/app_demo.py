@@ -14,22 +14,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from magicore.agents.fake import role_of
+
 # (offset from the true sum, with a second wrong step): three agree on sum+1, the rest scatter
 _SAMPLES = [(1, True), (2, False), (1, True), (-1, False), (3, False), (1, True), (-2, False), (5, False)]
-
-
-def role_of(system: str) -> str:
-    if "step-by-step feedback" in system:
-        return "reviewer"
-    if "fix the errors" in system:
-        return "refiner"
-    if "review your own solution" in system:
-        return "feedback"
-    if "improve your own solution" in system:
-        return "revise"
-    if "problem solver" in system or "mathematician" in system:
-        return "solver"
-    return "other"  # an LLM judge, say
 
 
 def _text(message: Any) -> str:
