@@ -39,7 +39,7 @@ class ScriptedFakeChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    responses: Sequence[Reply] = Field(default_factory=list)
+    responses: Sequence[Any] = Field(default_factory=list)  # Reply items; not validated (exceptions)
     respond: Responder | None = None
     honours_n: bool = True
     delay: float = 0.0
