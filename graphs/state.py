@@ -8,9 +8,10 @@ across parallel branches by `merge_usage`.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Required, TypedDict
+from typing import Annotated, Any
 
 from pydantic import BaseModel
+from typing_extensions import Required, TypedDict  # typing has Required from Python 3.11 only
 
 from magicore.agents.chain import Chain
 from magicore.agents.reviewer import Review
