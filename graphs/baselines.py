@@ -15,6 +15,7 @@ from langgraph.types import RetryPolicy, StreamWriter
 from magicore.agents.self_refiner import SelfRefiner
 from magicore.agents.solver import Solver
 from magicore.graphs import events
+from magicore.graphs.compat import with_config_context
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.nodes import make_aggregate, make_finish, make_score, make_solve
 from magicore.graphs.state import Draft, GraphInput, State, usage_update
@@ -83,9 +84,9 @@ def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry:
                 "votes": {chain.answer: 1.0} if chain.answer else {}, "usage": usage_update("refiner", used)}  # fmt: skip
 
     g = StateGraph(SelfRefineState, input_schema=GraphInput)
-    g.add_node("draft", draft, retry_policy=retry)
-    g.add_node("feedback", feedback, retry_policy=retry)
-    g.add_node("revise", revise, retry_policy=retry)
+    g.add_node("draft", with_config_context(draft), retry_policy=retry)
+    g.add_node("feedback", with_config_context(feedback), retry_policy=retry)
+    g.add_node("revise", with_config_context(revise), retry_policy=retry)
     g.add_node("finish", make_finish("self-refine"))
     g.add_edge(START, "draft")
     g.add_edge("draft", "feedback")

@@ -22,6 +22,7 @@ from magicore.agents.solver import Solver
 from magicore.graphs import events
 from magicore.graphs.aggregation import Vote, majority_vote, weighted_vote
 from magicore.graphs.calibration import self_calibration
+from magicore.graphs.compat import with_config_context
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
@@ -48,7 +49,7 @@ def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
         return {"family": family, "pending": result.chains, "round": 0,
                 "usage": usage_update("solver", result.usage)}  # fmt: skip
 
-    return solve
+    return with_config_context(solve)
 
 
 async def score_chain(reward: RewardModel, question: str, chain: Chain) -> Chain:
@@ -99,7 +100,7 @@ def make_score(reward: RewardModel, config: MethodConfig):
         return {"pending": Overwrite([]), "pool": pool, "round": round_,
                 "usage": usage_update("reward", used)}  # fmt: skip
 
-    return score
+    return with_config_context(score)
 
 
 def vote(chains: list[Chain], how: Aggregation) -> Vote:
@@ -119,7 +120,7 @@ def make_aggregate(how: Aggregation):
         result = vote(chains, how)
         return {"answer": result.answer, "votes": result.weights}
 
-    return aggregate
+    return with_config_context(aggregate)
 
 
 def make_route(config: MethodConfig, evidence=None):
@@ -154,7 +155,7 @@ def make_route(config: MethodConfig, evidence=None):
             for i, chain in enumerate(state["pool"])
         ]
 
-    return route, after_route
+    return with_config_context(route), after_route
 
 
 def make_review(reviewer: Reviewer, evidence: Callable | None):
@@ -170,7 +171,7 @@ def make_review(reviewer: Reviewer, evidence: Callable | None):
             goto=Send("refine", {**branch, "review": result}),
         )
 
-    return review
+    return with_config_context(review)
 
 
 def make_refine(refiner: Refiner):
@@ -180,7 +181,7 @@ def make_refine(refiner: Refiner):
         writer(events.refinement_written(refined, branch["chain"], branch["index"]))
         return {"pending": [refined], "refinements": [refined], "usage": usage_update("refiner", used)}
 
-    return refine
+    return with_config_context(refine)
 
 
 def make_finish(method: str):
@@ -189,4 +190,4 @@ def make_finish(method: str):
         writer(events.final(method, state.get("answer"), state.get("votes") or {}, rounds))
         return {"rounds": rounds}
 
-    return finish
+    return with_config_context(finish)

@@ -63,7 +63,7 @@ def test_question_in_status_panel_and_answer_out():
     assert user.markdown[0].value == QUESTION
     status = assistant.status[0]
     assert status.state == "complete" and status.label.startswith("Solved in")
-    assert assistant.progress[0].value == 100  # 8 of 8 samples drawn
+    assert assistant.get("progress")[0].value == 100  # 8 of 8 samples drawn
     sampled, pool = assistant.dataframe
     assert table_answers(sampled) == sorted(["9", "6", "10", "5", "12", "8", "8", "8"])
     assert list(sampled.value["step 2"]) == ["0.05"] * 8  # the verifier caught every wrong sum

@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypedDict
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 
+from magicore.graphs.compat import with_config_context
 from magicore.tools.errors import MagicoreError
 from magicore.ui.app_progress import Progress
 
@@ -110,7 +111,7 @@ def chat_graph(turn: Turn | None, checkpointer):
         return {"messages": [turn.user_message(), reply]}
 
     g = StateGraph(ChatState)
-    g.add_node("answer", answer)
+    g.add_node("answer", with_config_context(answer))  # Python 3.10: see graphs/compat.py
     g.add_edge(START, "answer")
     g.add_edge("answer", END)
     return g.compile(checkpointer=checkpointer, name="magicore-chat")
