@@ -48,10 +48,16 @@ class Chain(BaseModel):
 
     @classmethod
     def from_text(cls, text: str, *, choices: str | None = None, **fields) -> Chain:
-        """Parse a completion into steps and a final answer."""
+        """Parse a completion into steps and a final answer.
+
+        A completion cut off at the token limit (`finish_reason="length"`) states an answer only
+        explicitly (`\\boxed{}`, "The answer is ..."): its last number belongs to an unfinished
+        step, and voting with it would count a guess.
+        """
+        truncated = fields.get("finish_reason") == "length"
         return cls(
             text=text,
             steps=split_steps(text),
-            answer=extract_answer(text, choices=choices),
+            answer=extract_answer(text, choices=choices, last_number=not truncated),
             **fields,
         )

@@ -19,7 +19,7 @@ from magicore.agents.chain import Chain
 from magicore.agents.prompts import render_messages
 from magicore.tools import telemetry
 from magicore.tools.llm import Usage, sample
-from magicore.tools.steps import format_steps
+from magicore.tools.steps import format_steps, score_out_of_10
 
 #: Steps scoring below this (out of 10) are the ones the Reviewer must look at.
 LOW_SCORE = 6
@@ -80,24 +80,31 @@ class Reviewer:
     async def _review(self, question, chain, index, evidence, family) -> tuple[Review, Usage]:
         messages = convert_to_messages(self.messages(question, chain, evidence, family))
         usage, calls = Usage(), 0
-        extra = {"tools": [_tool_schema(t) for t in self.tools.values()]} if self.tools else None
+        tools = [_tool_schema(t) for t in self.tools.values()]
         while True:
+            # Once the budget is spent the model is still shown the tools (its history holds
+            # tool calls) but told to answer in text: the Refiner must get written feedback.
+            budget_left = self.max_tool_calls - calls
+            extra = None if not tools else {"tools": tools} if budget_left > 0 else {"tools": tools, "tool_choice": "none"}
             completions, used = await sample(
                 self.model, messages, temperature=self.temperature, top_p=self.top_p,
                 max_tokens=self.max_tokens, extra=extra,
             )  # fmt: skip
             usage += used
             reply = completions[0]
-            if not reply.tool_calls or calls >= self.max_tool_calls:
+            if not reply.tool_calls or budget_left <= 0:
                 break
             messages.append(AIMessage(content=reply.text, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
-                calls += 1
-                tool = self.tools.get(call["name"])
-                output = await tool.ainvoke(call["args"]) if tool else f"no tool named {call['name']}"
+                if calls >= self.max_tool_calls:
+                    output = f"not run: the limit of {self.max_tool_calls} tool calls is reached; write your feedback now"
+                else:
+                    calls += 1
+                    tool = self.tools.get(call["name"])
+                    output = await tool.ainvoke(call["args"]) if tool else f"no tool named {call['name']}"
                 messages.append(ToolMessage(content=str(output), tool_call_id=call["id"]))
         scores = chain.step_scores or []
-        low = [i + 1 for i, s in enumerate(scores) if s * 10 < self.threshold]
+        low = [i + 1 for i, s in enumerate(scores) if score_out_of_10(s) < self.threshold]
         review = Review(chain_index=index, feedback=reply.text.strip(), low_steps=low,
                         evidence=list(evidence), tool_calls=calls)  # fmt: skip
         return review, usage

@@ -17,14 +17,37 @@ from magicore.agents.refiner import ANSWER_FORMAT, DEFAULT_FORMAT
 from magicore.tools import telemetry
 from magicore.tools.llm import Usage, sample
 
-_CORRECT = re.compile(r"\b(the\s+)?solution\s+is\s+(entirely\s+|fully\s+)?correct\b", re.IGNORECASE)
-_NEGATED = re.compile(r"\b(not|isn't|incorrect|error|wrong|mistake)\b", re.IGNORECASE)
+# Phrases that declare the whole solution right. Each is removed before looking for a flaw, so
+# that "There is no error." counts as approval and "correct, but step 2 is wrong" does not.
+_APPROVAL = re.compile(
+    r"\b(?:the\s+|your\s+|this\s+)?(?:whole\s+|current\s+)?(?:solution|answer|reasoning|work)\s+(?:is|looks)\s+"
+    r"(?:entirely\s+|fully\s+|completely\s+|perfectly\s+|all\s+)?(?:correct|right)\b"
+    r"|\ball\s+(?:the\s+)?steps\s+(?:are|look)\s+(?:correct|right)\b"
+    r"|\bthere\s+(?:is|are)\s+no\s+(?:errors?|mistakes?)\b"
+    r"|\bno\s+(?:errors?|mistakes?)\s+(?:were\s+|was\s+)?found\b"
+    r"|\bnothing\s+(?:is\s+)?wrong\b",
+    re.IGNORECASE,
+)
+_FLAW = re.compile(r"\b(?:not|isn't|incorrect|error|errors|wrong|mistake|mistakes|should|instead|but|however)\b",
+                   re.IGNORECASE)  # fmt: skip
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def says_correct(feedback: str) -> bool:
-    """Whether feedback declares the solution correct (the stop condition)."""
-    text = feedback.strip()
-    return bool(_CORRECT.search(text)) and not _NEGATED.search(text)
+    """Whether feedback declares the solution correct (the stop condition).
+
+    True when some sentence approves of the solution ("The solution is correct.", "All steps are
+    correct.", "There is no error.") and no sentence, once its approving phrases are removed,
+    still points at a flaw ("...is not correct", "Step 2 is wrong", "correct, but ...").
+    """
+    approved = False
+    for sentence in _SENTENCE_END.split(feedback.strip()):
+        rest = _APPROVAL.sub(" ", sentence)
+        if rest != sentence:
+            approved = True
+        if _FLAW.search(rest):
+            return False
+    return approved
 
 
 class SelfRefiner:

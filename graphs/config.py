@@ -20,6 +20,9 @@ class MethodConfig(BaseModel):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1, description="per completion; the backend's default if None")
     seed: int | None = None
+    z_threshold: float = Field(0.0, description="cond1 holds when the majority's mean z-score is at least this")
+    confidence_threshold: float = Field(0.5, ge=0.0, le=1.0,
+                                        description="cond2 holds when both vote confidences are at least this")
     review_threshold: int = Field(6, ge=0, le=10, description="steps scoring below n/10 get attention")
     self_refine_rounds: int = Field(4, ge=1, le=20, description="Self-Refine's feedback rounds at most")
     calibration: Calibration | None = Field(None, description="mu/sigma; the question's own chains if None")

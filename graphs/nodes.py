@@ -63,9 +63,11 @@ async def score_chain(reward: RewardModel, question: str, chain: Chain) -> Chain
     with telemetry.span("execute_tool reward_model", links=telemetry.link_to(chain.trace_link), attributes={
         "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "reward_model", **attributes,
     }) as span:  # fmt: skip
-        if chain.parsed and chain.steps:
+        # Every chain's steps are scored, so the Reviewer sees a score on each step; a chain
+        # without a parsable answer still gets step score 0 in R (Chain.reward, step_product).
+        if chain.steps:
             step_task = reward.ascore_steps_detailed(question, chain.steps)
-        else:  # the reference gives a chain without a parsable answer step score 0
+        else:
             step_task = asyncio.sleep(0, result=([0.0], {}))
         (steps, step_parts), (orm, orm_parts) = await asyncio.gather(
             step_task, reward.ascore_outcome_detailed(question, chain.text)
@@ -90,7 +92,7 @@ def make_score(reward: RewardModel, config: MethodConfig):
     async def score(state: State, writer: StreamWriter) -> dict:
         pending = state.get("pending") or []
         with track_usage() as used:
-            batch = [c.steps for c in pending if c.parsed]
+            batch = [c.steps for c in pending if c.steps]
             with telemetry.tool_span("reward_model", **{"magicore.reward": reward.name, "magicore.reward.batch": len(batch)}):
                 await reward.aprepare(state["question"], batch)  # batched work, e.g. one sandbox run
             scored = await asyncio.gather(*(score_chain(reward, state["question"], c) for c in pending))
@@ -127,7 +129,8 @@ def make_route(config: MethodConfig, evidence=None):
     async def route(state: State, writer: StreamWriter) -> dict:
         pool = state["pool"]
         cal = state.get("calibration") or config.calibration or self_calibration(pool)
-        d = classify_difficulty(pool, cal.mu, cal.sigma)
+        d = classify_difficulty(pool, cal.mu, cal.sigma, z_threshold=config.z_threshold,
+                                confidence_threshold=config.confidence_threshold)
         decision = RouteDecision(round=state.get("round", 0), hard=d.hard, cond1=d.cond1, mean_z=d.mean_z,
                                  orm_confidence=d.orm_confidence, prm_confidence=d.prm_confidence,
                                  majority=d.majority, calibration=cal.source)  # fmt: skip

@@ -28,6 +28,7 @@ from typing import Protocol
 from magicore.graphs.aggregation import group_answers
 from magicore.tools.rewards.base import chain_reward
 
+Z_THRESHOLD = 0.0
 CONFIDENCE_THRESHOLD = 0.5
 
 
@@ -78,8 +79,19 @@ def majority_of(representatives: Sequence[str | None]) -> str | None:
     return Counter(stated).most_common(1)[0][0] if stated else None
 
 
-def classify_difficulty(chains: Sequence[ScoredChain], mu: float, sigma: float) -> Difficulty:
-    """Whether a question is hard, from its scored chains and the calibration (mu, sigma)."""
+def classify_difficulty(
+    chains: Sequence[ScoredChain],
+    mu: float,
+    sigma: float,
+    *,
+    z_threshold: float = Z_THRESHOLD,
+    confidence_threshold: float = CONFIDENCE_THRESHOLD,
+) -> Difficulty:
+    """Whether a question is hard, from its scored chains and the calibration (mu, sigma).
+
+    The thresholds are the reference's: cond1 is mean z >= `z_threshold` (0), cond2 is both
+    confidences >= `confidence_threshold` (0.5).
+    """
     if not chains:
         raise ValueError("no chains to classify")
     reps = group_answers(c.answer for c in chains)
@@ -91,7 +103,7 @@ def classify_difficulty(chains: Sequence[ScoredChain], mu: float, sigma: float) 
         if majority is not None and rep == majority
     ]
     mean_z = sum(z_scores) / len(z_scores) if z_scores else None
-    cond1 = mean_z is not None and mean_z >= 0.0
+    cond1 = mean_z is not None and mean_z >= z_threshold
 
     orm_votes: dict[str | None, float] = {}
     prm_votes: dict[str | None, float] = {}
@@ -101,5 +113,5 @@ def classify_difficulty(chains: Sequence[ScoredChain], mu: float, sigma: float) 
     orm_conf = confidence(list(orm_votes.values()))
     prm_conf = confidence(list(prm_votes.values()))
 
-    hard = (not cond1) and (orm_conf < CONFIDENCE_THRESHOLD or prm_conf < CONFIDENCE_THRESHOLD)
+    hard = (not cond1) and (orm_conf < confidence_threshold or prm_conf < confidence_threshold)
     return Difficulty(hard, cond1, orm_conf, prm_conf, majority, mean_z)

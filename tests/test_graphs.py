@@ -1,5 +1,6 @@
 """The method graphs with scripted models: shapes, the easy and hard paths, rounds, the pool."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ def test_graph_shape_matches_snapshot(method):
     model = RoleScriptedModel({})
     mermaid = build_graph(method, model=model, reward=FakeAnswerReward({})).get_graph().draw_mermaid()
     path = SNAPSHOTS / f"{method}.mmd"
-    if not path.exists():  # first run writes the snapshot; review it in the diff
+    if os.environ.get("MAGICORE_UPDATE_SNAPSHOTS"):  # rewrite on purpose, then review the diff
         path.write_text(mermaid)
+    assert path.exists(), f"no snapshot {path.name}: run with MAGICORE_UPDATE_SNAPSHOTS=1 and review it"
     assert mermaid == path.read_text()
 
 
@@ -94,6 +96,39 @@ async def test_rounds_stop_at_T_and_never_reset_to_round_zero():
     assert not any(f"So it is {a}." in p for p in round1 for a in "5679")
     assert sorted({r["round"] for r in result.reviews}) == [0, 1]
     assert {c.answer for c in result.chains} == {"20", "21", "22", "23"}
+
+
+async def test_default_T_is_three_rounds():
+    model = scripted(["5", "6", "7", "9"], refine_answers=lambda n: "5679"[n % 4])  # never gets better
+    result = await asolve(QUESTION, method="magicore", model=model, reward=FakeAnswerReward(LOW),
+                          config=MethodConfig(k=4), calibration=CAL)  # fmt: skip
+    assert result.rounds == 3 and [d["round"] for d in result.route] == [0, 1, 2, 3]
+    assert all(d["hard"] for d in result.route)
+    assert len(model.calls("reviewer")) == 12 and len(model.calls("refiner")) == 12
+
+
+async def test_the_new_majority_decides_the_route_after_refinement():
+    # Round 0: six different answers, all below the mean (z = -2.5): hard, majority "5".
+    # Refinement adds three 8s with R = 1.1 (z = +0.5) and three 4s with R = 0.02; the pool is
+    # 8, 8, 8, 5, 6, 7. Its ORM-weighted vote is still spread (confidence < 0.5), so cond1 decides:
+    # with the recomputed majority "8" it holds (easy); with the stale "5" it would fail (hard).
+    model = scripted(["5", "6", "7", "9", "3", "2"], refine_answers=lambda n: "8" if n < 3 else "4")
+    table = {a: (0.0, 0.5) for a in "567932"} | {"8": (0.8, 0.3), "4": (0.01, 0.01)}
+    result = await run(model, FakeAnswerReward(table), k=6)
+    first, second = result.route
+    assert first["hard"] and first["majority"] == "5"
+    assert second["majority"] == "8" and second["cond1"] and not second["hard"]
+    assert second["orm_confidence"] < 0.5
+    assert result.rounds == 1 and result.answer == "8"
+
+
+async def test_chains_without_an_answer_have_their_steps_scored_but_no_step_reward():
+    unanswered = "Step 1: I think hard.\nStep 2: I am not sure what to do."
+    model = RoleScriptedModel({"solver": lambda n, _m: unanswered if n == 0 else solution("8")})
+    result = await run(model, FakeAnswerReward(HIGH), k=4, rounds=0)
+    chain = next(c for c in result.chains if c.answer is None)
+    assert len(chain.step_scores) == 2  # the Reviewer would see a score on every step
+    assert chain.reward == pytest.approx(chain.orm)  # R = ORM + 0
 
 
 async def test_pool_keeps_the_top_k_by_reward_across_rounds():

@@ -50,6 +50,16 @@ def test_easy_when_the_majority_scores_above_the_calibration_mean():
     assert d.hard is False
 
 
+def test_thresholds_are_parameters():
+    chains = [chain("8", 0.9, [0.9])] * 3 + [chain("5", 0.2, [0.3])]  # the case above: mean z 4.0
+    # with cond1 demanding z >= 5 it fails; the confidences 0.875 and 0.839 still make it easy
+    d = classify_difficulty(chains, mu=1.0, sigma=0.2, z_threshold=5.0)
+    assert d.cond1 is False and d.hard is False
+    # demanding confidence >= 0.85 as well, the PRM confidence (0.839) falls short: hard
+    d = classify_difficulty(chains, mu=1.0, sigma=0.2, z_threshold=5.0, confidence_threshold=0.85)
+    assert d.hard is True
+
+
 def test_cond1_alone_makes_a_question_easy_even_with_spread_votes():
     # four different answers, each R = 0.9 + 0.9 = 1.8: the counts tie, the first seen ("5") is
     # the majority; z = (1.8 - 1) / 0.2 = 4.0, so cond1 holds

@@ -35,6 +35,21 @@ def test_chain_from_text_marks_unparsable():
     assert not bad.parsed and bad.answer is None
 
 
+def test_step_labels_are_not_answers():
+    cut = "Step 1: 3 + 4 = 7 apples.\nStep 2: Then he"
+    assert Chain.from_text(cut).answer == "7"  # the last number, not the label "2"
+    assert Chain.from_text("Step 1: Tom has some apples.\nStep 2: He eats").answer is None
+    assert Chain.from_text("1. Tom has 5 apples\n2. He eats").answer == "5"
+
+
+def test_a_chain_cut_off_at_the_token_limit_has_only_an_explicit_answer():
+    cut = "Step 1: 16 - 3 - 4 = 9 eggs.\nStep 2: She sells 9 eggs at $2 each, so 9 *"
+    assert Chain.from_text(cut, finish_reason="length").answer is None
+    assert Chain.from_text(cut, finish_reason="stop").answer == "9"
+    boxed = "Step 1: 9 * 2 = 18.\nThe answer is \\boxed{18}. Also note that 3"
+    assert Chain.from_text(boxed, finish_reason="length").answer == "18"
+
+
 def test_chain_reward_is_orm_plus_step_product():
     chain = Chain.from_text("Step 1: x\nStep 2: y \\boxed{1}", step_scores=[0.5, 0.8], orm=0.3)
     assert chain.reward == 0.3 + 0.5 * 0.8

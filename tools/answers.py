@@ -24,6 +24,7 @@ _HASH_RE = re.compile(r"####\s*([^\n]+)")
 _ANSWER_IS_RE = re.compile(
     r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*([^\n]+)", re.IGNORECASE
 )
+_STEP_LABEL_RE = re.compile(r"^\s*(?:(?:\*\*)?step\s+\d+(?:\*\*)?\s*[:.)]|\d+[.)](?=\s))", re.IGNORECASE | re.MULTILINE)
 _NUMBER_RE = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _LETTER_RE = re.compile(r"^\(?([A-Ja-j])\)?[.):]?$")
 _LETTER_IN_TEXT_RE = re.compile(r"\(([A-J])\)|\b([A-J])\)|^([A-J])[.:]\s", re.MULTILINE)
@@ -63,13 +64,16 @@ def _clean(candidate: str) -> str:
     return s
 
 
-def extract_answer(text: str | None, *, choices: str | None = None) -> str | None:
+def extract_answer(text: str | None, *, choices: str | None = None, last_number: bool = True) -> str | None:
     """The final answer stated in `text`, or None when it states none.
 
     Args:
         text: a model's completion.
         choices: the option letters of a multiple-choice question (for example "ABCD"); when
             given, the answer is a letter and a bare letter at the end is accepted.
+        last_number: fall back to the last number in the text when no answer is stated
+            explicitly. Step labels ("Step 2:") and list numbers never count as that number.
+            Turn it off for text that was cut off, whose last number is a step's, not an answer.
     """
     if not text or not text.strip():
         return None
@@ -94,7 +98,9 @@ def extract_answer(text: str | None, *, choices: str | None = None) -> str | Non
         flat = [next(x for x in group if x) for group in letters]
         flat = [x for x in flat if x.upper() in choices.upper()]
         return flat[-1].upper() if flat else None
-    numbers = _NUMBER_RE.findall(text)
+    if not last_number:
+        return None
+    numbers = _NUMBER_RE.findall(_STEP_LABEL_RE.sub(" ", text))
     if numbers:
         return _clean(numbers[-1].replace("$", "").strip())
     return None

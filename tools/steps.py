@@ -40,12 +40,17 @@ def split_steps(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def score_out_of_10(score: float) -> int:
+    """A step score in [0, 1] as the whole number out of 10 the Reviewer is shown."""
+    return round(score * 10)
+
+
 def format_steps(steps: list[str], scores: list[float] | None = None) -> str:
     """Steps as "Step n: ..." lines, each annotated "(Score: s/10)" when scores are given."""
     lines = []
     for i, step in enumerate(steps, 1):
         line = f"Step {i}: {step}"
         if scores is not None and i - 1 < len(scores):
-            line += f" (Score: {round(scores[i - 1] * 10)}/10)"
+            line += f" (Score: {score_out_of_10(scores[i - 1])}/10)"
         lines.append(line)
     return "\n".join(lines)
