@@ -3,6 +3,10 @@ the batch calibration from the first chain of every problem, phase 2 (route, rev
 
 Every problem is a thread in checkpoints.sqlite, so an interrupted problem resumes from its
 last checkpoint without sampling again, and a rerun reuses calibration.json.
+
+Traced, every problem has one `invoke_workflow magicore` root span, as under `asolve`: opened
+when phase 1 starts the problem, entered again for phase 2 and ended with the run's outcome, so
+both phases are one trace (a problem resumed in a later run gets a new root for what remains).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from magicore.graphs.calibration import from_first_chains
 from magicore.graphs.checkpoint import sqlite_checkpointer
 from magicore.graphs.routing import reward as chain_reward
 from magicore.graphs.state import Calibration
+from magicore.graphs.tracing import Workflow, trace_id_of
+from magicore.tools import telemetry
 
 
 def _thread(problem: Problem) -> dict:
@@ -45,52 +51,68 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
         return
     mode = settings.calibration
     fixed = models.saved_calibration if mode == "saved" else None
-    async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
-        common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
-                      reward=reward, config=settings.method_config(fixed), checkpointer=saver)  # fmt: skip
-        graph = build_graph("magicore", **common)
-        spent: dict[str, float] = {}  # phase-1 seconds per problem in this run
-        failed: set[str] = set()
-        cal = fixed
-        if mode == "batch":
-            pause = build_graph("magicore", interrupt_before=["route"], **common)
-            cal = await _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, log)
-            if cal is None:
-                log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
-                return
-        remaining = [p for p in todo if p.id not in failed]
-        bar = ProgressBar(len(remaining), "magicore 2/2 route+refine" if mode == "batch" else "magicore", progress)
+    roots: dict[str, Workflow] = {}  # problem id -> its root span, open from phase 1 to phase 2
+    try:
+        async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
+            common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
+                          reward=reward, config=settings.method_config(fixed), checkpointer=saver)  # fmt: skip
+            graph = build_graph("magicore", **common)
+            spent: dict[str, float] = {}  # phase-1 seconds per problem in this run
+            failed: set[str] = set()
+            cal = fixed
+            if mode == "batch":
+                pause = build_graph("magicore", interrupt_before=["route"], **common)
+                cal = await _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, roots, log)
+                if cal is None:
+                    log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
+                    return
+            remaining = [p for p in todo if p.id not in failed]
+            label = "magicore 2/2 route+refine" if mode == "batch" else "magicore"
+            bar = ProgressBar(len(remaining), label, progress)
 
-        async def one(problem: Problem) -> None:
-            config = _thread(problem)
-            async with limit:
-                started = time.perf_counter()
-                try:
-                    snapshot = await graph.aget_state(config)
-                    if not snapshot.values:
-                        start: dict | None = {"question": problem.question}
-                    elif snapshot.next:
-                        start = None
-                        if cal is not None and snapshot.next == ("route",) and not snapshot.values.get("route"):
-                            await graph.aupdate_state(config, {"calibration": cal})
-                    else:  # finished in an earlier run that stopped before logging it
-                        start = "done"
-                    state = snapshot.values
-                    if start != "done":
-                        state = await _stream(graph, start, config)
-                    seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
-                    result = result_from_state(problem.question, "magicore", state, seconds)
-                    record = make_record(problem, "magicore", result, None if start == "done" else seconds)
-                except Exception as error:
-                    seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
-                    record = make_record(problem, "magicore", None, seconds, error)
-                sink.append(record)
-                bar.update(record)
+            async def one(problem: Problem) -> None:
+                config = _thread(problem)
+                async with limit:
+                    started = time.perf_counter()
+                    root = roots.pop(problem.id, None)
+                    result = None
+                    try:
+                        snapshot = await graph.aget_state(config)
+                        if not snapshot.values:
+                            start: dict | None = {"question": problem.question}
+                        elif snapshot.next:
+                            start = None
+                            if cal is not None and snapshot.next == ("route",) and not snapshot.values.get("route"):
+                                await graph.aupdate_state(config, {"calibration": cal})
+                        else:  # finished in an earlier run that stopped before logging it
+                            start = "done"
+                        state = snapshot.values
+                        if start != "done":
+                            root = root or Workflow("magicore", problem.question)
+                            with root.active():
+                                telemetry.add_event("magicore.bench.phase", {"magicore.bench.phase": 2})
+                                state = await _stream(graph, start, config)
+                        seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
+                        result = result_from_state(problem.question, "magicore", state, seconds)
+                        if root is not None:
+                            result.trace_id = trace_id_of(root.span)
+                        record = make_record(problem, "magicore", result, None if start == "done" else seconds)
+                    except Exception as error:
+                        seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
+                        record = make_record(problem, "magicore", None, seconds, error)
+                    finally:
+                        if root is not None:
+                            root.end(result)
+                    sink.append(record)
+                    bar.update(record)
 
-        try:
-            await asyncio.gather(*(one(p) for p in remaining))
-        finally:
-            bar.close()
+            try:
+                await asyncio.gather(*(one(p) for p in remaining))
+            finally:
+                bar.close()
+    finally:
+        for root in roots.values():  # interrupted, or phase 2 skipped: export what there is
+            root.end()
 
 
 async def _stream(graph, inputs, config: dict) -> dict:
@@ -100,9 +122,10 @@ async def _stream(graph, inputs, config: dict) -> dict:
     return state
 
 
-async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, log) -> Calibration | None:
+async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, roots, log) -> Calibration | None:
     """Run every unfinished problem to just before "route", then return the batch calibration
-    (loaded from calibration.json when an earlier run computed it)."""
+    (loaded from calibration.json when an earlier run computed it). A problem run here leaves
+    its open root span in `roots` for phase 2."""
     cal_path = out / "calibration.json"
     chains_log = JsonlLog(out / "calibration_chains.jsonl")
     known = {r["id"]: r for r in chains_log.read()}
@@ -115,7 +138,10 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
             try:
                 snapshot = await pause.aget_state(config)
                 if not snapshot.values.get("route") and snapshot.next != ("route",):
-                    await _stream(pause, None if snapshot.next else {"question": problem.question}, config)
+                    root = roots[problem.id] = Workflow("magicore", problem.question)
+                    with root.active():
+                        telemetry.add_event("magicore.bench.phase", {"magicore.bench.phase": 1})
+                        await _stream(pause, None if snapshot.next else {"question": problem.question}, config)
                     spent[problem.id] = time.perf_counter() - started
                 elif problem.id in known:  # phase 1 ran in an earlier run: count its time
                     spent[problem.id] = float(known[problem.id].get("seconds") or 0.0)
@@ -129,6 +155,8 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
                         known[problem.id] = entry
             except Exception as error:
                 failed.add(problem.id)
+                if problem.id in roots:
+                    roots.pop(problem.id).end()
                 sink.append(make_record(problem, "magicore", None, time.perf_counter() - started, error))
             bar.update()
 

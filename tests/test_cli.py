@@ -148,3 +148,12 @@ def test_bad_k_is_a_usage_error(k):
     proc = magicore("solve", QUESTION, "-k", k)
     assert proc.returncode == 2
     assert "argument -k" in proc.stderr.splitlines()[-1] and "Traceback" not in proc.stderr
+
+
+def test_unwritable_trace_file_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = magicore("solve", QUESTION, "--model", "http://127.0.0.1:9/v1", "--trace", f"jsonl:{blocker}/x.jsonl",
+                    timeout=60)  # fmt: skip
+    assert_one_line_error(proc, f"cannot write traces to '{blocker}/x.jsonl': {blocker} is not a directory")
+    assert proc.returncode == 1

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -15,11 +16,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from typing_extensions import TypedDict
 
+from magicore.agents.fake import ScriptedFakeChatModel
 from magicore.evals.mock_server import MockServer, MockSettings
 from magicore.graphs.build import build_graph
 from magicore.graphs.config import MethodConfig
-from magicore.graphs.tracing import workflow_span
+from magicore.graphs.tracing import _resource, workflow_span
 from magicore.tools import telemetry
+from magicore.tools.llm import sample
 from tests.fakes import FakeAnswerReward
 from tests.test_graphs import HIGH, LOW, run, scripted
 
@@ -83,9 +86,12 @@ async def test_easy_run_span_tree(spans):
     (chat,) = tree.children(solver)
     assert chat.name == "chat scripted-fake" and chat.kind == SpanKind.CLIENT
     assert chat.attributes["gen_ai.operation.name"] == "chat"
+    assert chat.attributes["gen_ai.provider.name"] == "scripted-fake"
+    assert chat.attributes["gen_ai.request.model"] == "scripted-fake"
     assert chat.attributes["gen_ai.request.choice.count"] == 4
     assert chat.attributes["gen_ai.request.temperature"] == 0.8 and chat.attributes["gen_ai.request.top_p"] == 0.95
-    assert chat.attributes["gen_ai.usage.output_tokens"] > 0
+    assert "gen_ai.request.max_tokens" not in chat.attributes  # not set: the server's default
+    assert chat.attributes["gen_ai.usage.input_tokens"] > 0 and chat.attributes["gen_ai.usage.output_tokens"] > 0
     assert chat.attributes["gen_ai.response.finish_reasons"] == ("stop",) * 4
     assert "gen_ai.input.messages" not in chat.attributes  # content is opt-in
 
@@ -162,7 +168,8 @@ async def test_parent_links_hold_across_subgraphs_and_concurrent_runs(spans):
 
 
 async def test_workflow_span_for_direct_graph_use_and_content_opt_in(spans):
-    graph = build_graph("sc", model=scripted(["8"]), config=MethodConfig(k=2))
+    config = MethodConfig(k=2, max_tokens=64, temperature=0.6, top_p=0.9)
+    graph = build_graph("sc", model=scripted(["8"]), config=config)
     telemetry.set_capture_content(True)
     try:
         with workflow_span("sc", "What is 8?", session_id="conversation-7"):
@@ -171,10 +178,67 @@ async def test_workflow_span_for_direct_graph_use_and_content_opt_in(spans):
         telemetry.set_capture_content(False)
     tree = Tree(spans.get_finished_spans())
     (chat,) = tree.named("chat")
+    assert chat.attributes["gen_ai.provider.name"] == chat.attributes["gen_ai.request.model"] == "scripted-fake"
+    assert chat.attributes["gen_ai.request.max_tokens"] == 64
+    assert chat.attributes["gen_ai.request.temperature"] == 0.6 and chat.attributes["gen_ai.request.top_p"] == 0.9
+    assert chat.attributes["gen_ai.usage.input_tokens"] > 0
     messages = json.loads(chat.attributes["gen_ai.input.messages"])
-    assert messages[-1]["parts"][0]["content"] == "What is 8?"
-    assert "\\boxed{8}" in chat.attributes["gen_ai.output.messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]  # GenAI roles, not LangChain's human/ai
+    assert messages[-1]["parts"] == [{"type": "text", "content": "What is 8?"}]
+    outputs = json.loads(chat.attributes["gen_ai.output.messages"])
+    assert [m["role"] for m in outputs] == ["assistant"] * 2 and "\\boxed{8}" in outputs[0]["parts"][0]["content"]
     assert all(s.attributes["gen_ai.conversation.id"] == "conversation-7" for s in tree.spans)
+
+
+async def test_content_has_genai_roles_and_tool_call_parts(spans):
+    """A tool-calling exchange (the Reviewer's sandbox calls): LangChain's message types become
+    the GenAI roles, tool calls `tool_call` parts and tool results `tool_call_response` parts."""
+    call = {"name": "run_python", "args": {"code": "print(6 * 7)"}, "id": "call_1", "type": "tool_call"}
+    model = ScriptedFakeChatModel(responses=[AIMessage(content="", tool_calls=[{**call, "id": "call_2"}])])
+    messages = [SystemMessage("Review the solution."), HumanMessage("Is 42 right?"),
+                AIMessage("Let me run it.", tool_calls=[call]), ToolMessage("42\n", tool_call_id="call_1")]  # fmt: skip
+    telemetry.set_capture_content(True)
+    try:
+        await sample(model, messages, temperature=0.0, max_tokens=32)
+    finally:
+        telemetry.set_capture_content(False)
+    (chat,) = Tree(spans.get_finished_spans()).named("chat")
+    assert chat.attributes["gen_ai.request.max_tokens"] == 32 and chat.attributes["gen_ai.request.temperature"] == 0.0
+    assert "gen_ai.request.top_p" not in chat.attributes
+    inputs = json.loads(chat.attributes["gen_ai.input.messages"])
+    assert [m["role"] for m in inputs] == ["system", "user", "assistant", "tool"]
+    assert inputs[2]["parts"] == [
+        {"type": "text", "content": "Let me run it."},
+        {"type": "tool_call", "id": "call_1", "name": "run_python", "arguments": {"code": "print(6 * 7)"}},
+    ]
+    assert inputs[3]["parts"] == [{"type": "tool_call_response", "id": "call_1", "response": "42\n"}]
+    (output,) = json.loads(chat.attributes["gen_ai.output.messages"])
+    assert output["role"] == "assistant"
+    assert output["parts"] == [{"type": "tool_call", "id": "call_2", "name": "run_python",
+                                "arguments": {"code": "print(6 * 7)"}}]  # fmt: skip
+
+
+def test_service_name_defers_to_the_standard_environment(monkeypatch):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    assert _resource(None, None).attributes["service.name"] == "magicore"
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attributes,deployment.environment=ci")
+    assert _resource(None, None).attributes["service.name"] == "from-attributes"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+    assert _resource(None, None).attributes["service.name"] == "checkout"
+    assert _resource(None, "proj").attributes["openinference.project.name"] == "proj"
+    assert _resource("explicit", None).attributes["service.name"] == "explicit"  # an argument wins
+
+
+def test_setup_tracing_keeps_otel_service_name(tmp_path):
+    proc = run_python(f"""
+        import os
+        os.environ["OTEL_SERVICE_NAME"] = "checkout"
+        from magicore.graphs.tracing import setup_tracing
+        print(setup_tracing("jsonl:{tmp_path}/spans.jsonl").resource.attributes["service.name"])
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "checkout"
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -216,6 +280,54 @@ def test_host_provider_is_used_and_nothing_added():
     """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['chat', 'invoke_agent', 'invoke_workflow']"
+
+
+def test_a_host_provider_that_is_not_the_sdks_is_used_and_nothing_added(tmp_path):
+    proc = run_python(f"""
+        import asyncio, os
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        class HostProvider(trace.TracerProvider):  # an application's own provider class
+            def __init__(self, inner):
+                self.inner = inner
+            def get_tracer(self, *args, **kwargs):
+                return self.inner.get_tracer(*args, **kwargs)
+
+        inner, exporter = TracerProvider(), InMemorySpanExporter()
+        inner.add_span_processor(SimpleSpanProcessor(exporter))
+        host = HostProvider(inner)
+        trace.set_tracer_provider(host)
+        from magicore.graphs.tracing import flush, setup_tracing
+        assert setup_tracing("jsonl:{tmp_path}/ours.jsonl") is host and trace.get_tracer_provider() is host
+        assert not os.path.exists("{tmp_path}/ours.jsonl")  # no exporter of ours
+        from magicore.agents.fake import ScriptedFakeChatModel
+        from magicore.graphs.api import asolve
+        r = asyncio.run(asolve("q", method="sc", model=ScriptedFakeChatModel(responses=["\\\\boxed{{1}}"])))
+        flush()  # the host's provider has no force_flush: nothing to do, no error
+        print(r.trace_id is not None, sorted({{s.name.split()[0] for s in exporter.get_finished_spans()}}))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True ['chat', 'invoke_agent', 'invoke_workflow']"
+
+
+def test_a_host_noop_provider_means_tracing_off(tmp_path):
+    proc = run_python(f"""
+        import asyncio, os
+        from opentelemetry import trace
+        trace.set_tracer_provider(trace.NoOpTracerProvider())
+        from magicore.graphs.tracing import setup_tracing
+        assert setup_tracing("jsonl:{tmp_path}/ours.jsonl") is None
+        assert not os.path.exists("{tmp_path}/ours.jsonl")
+        from magicore.agents.fake import ScriptedFakeChatModel
+        from magicore.graphs.api import asolve
+        r = asyncio.run(asolve("q", method="sc", model=ScriptedFakeChatModel(responses=["\\\\boxed{{1}}"])))
+        print(r.trace_id, type(trace.get_tracer_provider()).__name__)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "NoOpTracerProvider"]
 
 
 def test_jsonl_export_reads_back_into_the_same_tree(tmp_path):

@@ -248,14 +248,45 @@ def _record_response(span, messages, completions: list[Completion], used: Usage)
         "gen_ai.response.finish_reasons": [c.finish_reason or "unknown" for c in completions],
     }
     if telemetry.capture_content():
-        attributes["gen_ai.input.messages"] = json.dumps(
-            [{"role": m.type, "parts": [{"type": "text", "content": str(m.content)}]} for m in messages]
-        )
+        attributes["gen_ai.input.messages"] = json.dumps([_message_json(m) for m in messages], default=str)
         attributes["gen_ai.output.messages"] = json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": c.text}],
-              "finish_reason": c.finish_reason} for c in completions]  # fmt: skip
-        )
+            [{"role": "assistant", "parts": _parts(c.text, c.tool_calls), "finish_reason": c.finish_reason}
+             for c in completions], default=str,
+        )  # fmt: skip
     telemetry.set_attributes(span, attributes)
+
+
+#: LangChain message types as GenAI semantic-convention roles (system, user, assistant, tool).
+_ROLES = {"system": "system", "developer": "system", "human": "user", "ai": "assistant",
+          "tool": "tool", "function": "tool"}  # fmt: skip
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks: keep the text ones
+        return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content
+                       if isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text"))  # fmt: skip
+    return str(content)
+
+
+def _parts(text: str, tool_calls: Sequence[dict] = ()) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [{"type": "text", "content": text}] if text or not tool_calls else []
+    for call in tool_calls:
+        parts.append({"type": "tool_call", "id": call.get("id"), "name": call.get("name"),
+                      "arguments": call.get("args")})  # fmt: skip
+    return parts
+
+
+def _message_json(m: BaseMessage) -> dict[str, Any]:
+    """One input message in the GenAI conventions' shape: a role and its parts, tool calls as
+    `tool_call` parts and a tool's result as a `tool_call_response` part."""
+    role = str(getattr(m, "role", "") or m.type) if m.type == "chat" else m.type  # ChatMessage: its own role
+    role = _ROLES.get(role, role)
+    if role == "tool":
+        call_id = getattr(m, "tool_call_id", None) or getattr(m, "name", None)
+        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": call_id, "response": _text(m.content)}]}
+    return {"role": role, "parts": _parts(_text(m.content), getattr(m, "tool_calls", None) or [])}
 
 
 async def sample(

@@ -86,6 +86,22 @@ def enabled() -> bool:
     return type(trace.get_tracer_provider()) is not trace.ProxyTracerProvider
 
 
+def _with_session(attributes: dict[str, Any] | None) -> dict[str, Any]:
+    attrs = dict(attributes or {})
+    sid = _session.get()
+    if sid:
+        attrs["session.id"] = sid  # OpenInference (Phoenix) and Langfuse
+        attrs["langfuse.session.id"] = sid  # Langfuse's preferred key
+        attrs["gen_ai.conversation.id"] = sid  # GenAI semantic conventions
+    return _clean(attrs)
+
+
+def _failed(current: Span, error: BaseException) -> None:
+    if current.is_recording():
+        current.set_attribute("error.type", type(error).__qualname__)
+        current.set_status(Status(StatusCode.ERROR, str(error)[:300]))
+
+
 @contextlib.contextmanager
 def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: dict[str, Any] | None = None,
          links: list[Link] | None = None) -> Iterator[Span]:  # fmt: skip
@@ -93,20 +109,35 @@ def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: dict[str,
     if not enabled():
         yield trace.INVALID_SPAN
         return
-    attrs = dict(attributes or {})
-    sid = _session.get()
-    if sid:
-        attrs["session.id"] = sid  # OpenInference (Phoenix) and Langfuse
-        attrs["langfuse.session.id"] = sid  # Langfuse's preferred key
-        attrs["gen_ai.conversation.id"] = sid  # GenAI semantic conventions
-    with tracer().start_as_current_span(name, kind=kind, attributes=_clean(attrs), links=links,
+    with tracer().start_as_current_span(name, kind=kind, attributes=_with_session(attributes), links=links,
                                         record_exception=True, set_status_on_exception=False) as current:  # fmt: skip
         try:
             yield current
         except BaseException as error:
-            if current.is_recording():
-                current.set_attribute("error.type", type(error).__qualname__)
-                current.set_status(Status(StatusCode.ERROR, str(error)[:300]))
+            _failed(current, error)
+            raise
+
+
+def start_span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: dict[str, Any] | None = None) -> Span:
+    """A span started under the current one but neither made current nor ended: for a span that
+    outlives one block (enter it with `use`, end it with `.end()`)."""
+    if not enabled():
+        return trace.INVALID_SPAN
+    return tracer().start_span(name, kind=kind, attributes=_with_session(attributes))
+
+
+@contextlib.contextmanager
+def use(current: Span) -> Iterator[Span]:
+    """Make a span from `start_span` current for the block without ending it; an exception
+    records itself on it and sets its status to ERROR and `error.type`, as in `span`."""
+    if not current.is_recording():
+        yield current
+        return
+    with trace.use_span(current, end_on_exit=False, record_exception=True, set_status_on_exception=False):
+        try:
+            yield current
+        except BaseException as error:
+            _failed(current, error)
             raise
 
 

@@ -14,7 +14,9 @@ import os
 import random
 from collections.abc import Iterator
 
-URL_ENV = "MAGICORE_TRACE_URL"  # e.g. http://localhost:6006/projects/default/traces/{trace_id}
+#: e.g. http://localhost:6006/redirects/traces/{trace_id}: Phoenix's route that finds the trace's
+#: project itself (its /projects/... pages take the project's internal id, not its name).
+URL_ENV = "MAGICORE_TRACE_URL"
 
 try:
     from magicore.graphs.tracing import setup_tracing
