@@ -47,8 +47,8 @@ from magicore.tools.rewards.base import RewardModel
 
 CALIBRATION_MODES = ("batch", "self", "saved")
 #: Settings a rerun into the same --out must share (methods may be added).
-FINGERPRINT = ("dataset", "subset", "limit", "seed", "problem_ids", "k", "rounds", "max_tokens", "temperature",
-               "top_p", "model", "reward", "calibration")  # fmt: skip
+FINGERPRINT = ("dataset", "subset", "limit", "seed", "problem_ids", "k", "rounds", "self_refine_rounds",
+               "max_tokens", "temperature", "top_p", "model", "reward", "calibration")  # fmt: skip
 
 
 @dataclass
@@ -59,6 +59,7 @@ class BenchSettings:
     methods: list[str]
     k: int = 8
     rounds: int = 3
+    self_refine_rounds: int = 4
     max_tokens: int | None = None
     temperature: float = 0.8
     top_p: float = 0.95
@@ -71,9 +72,12 @@ class BenchSettings:
     concurrency: int = 4
     problem_ids: list[str] = field(default_factory=list)
 
+    def config_values(self) -> dict[str, Any]:
+        return {"k": self.k, "rounds": self.rounds, "self_refine_rounds": self.self_refine_rounds,
+                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}  # fmt: skip
+
     def method_config(self, calibration: Calibration | None = None) -> MethodConfig:
-        return MethodConfig(k=self.k, rounds=self.rounds, max_tokens=self.max_tokens, temperature=self.temperature,
-                            top_p=self.top_p, calibration=calibration)  # fmt: skip
+        return MethodConfig(**self.config_values(), calibration=calibration)
 
 
 # --------------------------------------------------------------------------- run settings
@@ -82,12 +86,16 @@ class BenchSettings:
 def prepare_out(out: Path, settings: BenchSettings) -> None:
     """Create --out, or check that the run already there has the same settings."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot use {out} as the output directory: {e.strerror}") from None
     path = out / "run.json"
     mine = asdict(settings)
     if path.exists():
-        theirs = json.loads(path.read_text(encoding="utf-8"))
-        diffs = [key for key in FINGERPRINT if theirs.get(key) != mine.get(key)]
+        theirs = read_settings(out)
+        defaults = asdict(BenchSettings(dataset="", methods=[]))  # what a run written before a key existed used
+        diffs = [key for key in FINGERPRINT if theirs.get(key, defaults.get(key)) != mine.get(key)]
         if diffs:
             shown = ", ".join(
                 f"{key} {_short(theirs.get(key))} there vs {_short(mine.get(key))} now" for key in diffs
@@ -109,9 +117,14 @@ def _short(value: Any) -> str:
 def read_settings(out: Path) -> dict:
     path = Path(out) / "run.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        settings = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{out} holds no benchmark run (no run.json)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read {path}: {e}; move it away to start a new run there") from None
+    if not isinstance(settings, dict):
+        raise InputError(f"{path} is not a benchmark run's settings; move it away to start a new run there")
+    return settings
 
 
 # --------------------------------------------------------------------------- the runner

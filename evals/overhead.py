@@ -281,8 +281,9 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
             case = await run_case(model, method, k=s.k, problems=s.problems, concurrency=s.concurrency,
                                   rounds=s.rounds, reward=s.reward, timing=timing)  # fmt: skip
         out["methods"].append(case)
-    emit(format_cases(f"Methods: {s.problems} problems, {s.concurrency} at a time, k={s.k}, T={s.rounds}",
-                      out["methods"]) + "\n")  # fmt: skip
+    title = (f"Methods: {s.problems} problems, {s.concurrency} at a time, k={s.k}, T={s.rounds} "
+             f"(Self-Refine: {MethodConfig().self_refine_rounds})")  # fmt: skip
+    emit(format_cases(title, out["methods"]) + "\n")
 
     for method in s.sweep_methods:
         for k in s.k_values:

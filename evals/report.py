@@ -112,7 +112,8 @@ def _describe_run(settings: dict, out: Path) -> list[str]:
         f"- problems: {len(ids)} of {settings.get('dataset')}{subset} (seed {settings.get('seed')}, "
         f"limit {settings.get('limit')})",
         f"- model: `{settings.get('model')}`; reward (magicore, bok): `{settings.get('reward')}`",
-        f"- budget: k = {settings.get('k')}, rounds T = {settings.get('rounds')}, max tokens "
+        f"- budget: k = {settings.get('k')}, rounds T = {settings.get('rounds')} (Self-Refine "
+        f"{settings.get('self_refine_rounds', 4)}), max tokens "
         f"{settings.get('max_tokens') or 'backend default'}, temperature {settings.get('temperature')}, "
         f"top_p {settings.get('top_p')}; {settings.get('concurrency')} problems at a time",
     ]

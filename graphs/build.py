@@ -72,7 +72,9 @@ def build_graph(
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
 
     Args:
-        model: the Solver's chat model, and every other role's unless given.
+        model: the Solver's chat model, and every other role's unless given. Self-Refine uses
+            this one model for drafts, feedback and revisions (reviewer_model and refiner_model
+            are MAgICoRe's).
         reward: a RewardModel or a reward spec string (see magicore.tools.rewards.spec); the
             default suits the model (the execution verifier alone for the embedded model).
         checkpointer: any LangGraph checkpointer (InMemorySaver, SqliteSaver...).
@@ -90,7 +92,8 @@ def build_graph(
     elif method == "bok":
         graph = best_of_k(solver, resolve_reward(reward, model), config, retry)
     elif method == "self-refine":
-        agent = SelfRefiner(reviewer_model or model, temperature=config.temperature, top_p=config.top_p,
+        # Self-Refine is one model critiquing and revising its own drafts: the Solver's model.
+        agent = SelfRefiner(model, temperature=config.temperature, top_p=config.top_p,
                             max_tokens=config.max_tokens)  # fmt: skip
         graph = self_refine(solver, agent, config, retry)
     else:

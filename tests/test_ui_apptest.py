@@ -221,3 +221,22 @@ def test_a_stopped_run_is_cancelled_and_recorded_whole(tmp_path):
     assert [(m["role"], m.get("status")) for m in history] == [
         ("user", None), ("assistant", "stopped"), ("user", None), ("assistant", "ok")
     ]
+
+
+def test_replies_saved_by_another_version_still_show(ui_env):
+    loop, store = LoopThread(), ConversationStore(ui_env / DB_NAME)
+    newer = Turn("What is 1 + 1?", meta={"method": "sc"})
+    reply = newer.reply("ok", answer="2", seconds=1.0)
+    reply["panel"]["a_field_from_a_later_version"] = [1, 2]
+    broken = Turn("What is 2 + 2?", meta={"method": "sc"})
+    odd = broken.reply("ok", answer="4", seconds="not a number")  # a type this version cannot draw
+    odd["panel"]["blocks"] = "not a list"
+    assert loop.call(store.record("old", newer, reply)) and loop.call(store.record("old", broken, odd))
+    at = app("old")
+    assert not at.exception, at.exception
+    page = "\n".join(m.value for m in at.markdown)
+    assert "What is 1 + 1?" in page and "What is 2 + 2?" in page
+    assert ("Answer", "2") in [(m.label, m.value) for m in at.metric]  # the first reply, whole
+    assert any("cannot show" in w.value for w in at.warning)  # the second, in words
+    at.chat_input[0].set_value(QUESTION).run()  # and the app keeps working
+    assert not at.exception, at.exception

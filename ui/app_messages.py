@@ -67,9 +67,12 @@ def render_message(message: dict) -> None:
             st.markdown(md(message.get("content", "")))
         return
     with st.chat_message("assistant"):
-        panel = Progress.from_dict(message.get("panel"))
-        if panel.drawn or panel.blocks:
-            state = "complete" if message.get("status") == "ok" else "error"
-            with st.status(status_label(message), state=state, expanded=False):
-                render_panel(panel)
-        render_outcome(message)
+        try:
+            panel = Progress.from_dict(message.get("panel"))
+            if panel.drawn or panel.blocks:
+                state = "complete" if message.get("status") == "ok" else "error"
+                with st.status(status_label(message), state=state, expanded=False):
+                    render_panel(panel)
+            render_outcome(message)
+        except Exception as e:  # one unreadable message from an older version must not break the page
+            st.warning(f"This reply was saved in a form this version cannot show ({type(e).__name__}: {e}).")

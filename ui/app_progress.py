@@ -7,7 +7,7 @@ changed, so the live panel redraws only those.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SAMPLES, TABLE, FINAL = "samples", "table", "final"
@@ -119,4 +119,7 @@ class Progress:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Progress:
-        return cls(**(data or {}))
+        """A panel saved in the conversation history; keys this version does not know are
+        dropped, so a history written by another version still loads."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated methods (default magicore,sc,bok,self-refine)")  # fmt: skip
     add_model_options(parser, roles=True)
     parser.add_argument("-k", type=positive_int, default=8, help="chains to sample (default 8)")
-    parser.add_argument("--rounds", type=nonnegative_int, default=3, help="refinement rounds at most (default 3)")
+    parser.add_argument("--rounds", type=nonnegative_int, default=3, help="MAgICoRe's refinement rounds at most (default 3)")
+    parser.add_argument("--self-refine-rounds", type=positive_int, default=4,
+                        help="Self-Refine's feedback rounds at most (default 4)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
     parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
@@ -62,6 +64,7 @@ def _run(args, out) -> None:
     from magicore.evals.datasets import load_problems
     from magicore.graphs.build import normalize_method
     from magicore.graphs.calibration import load_calibration
+    from magicore.ui.cli import method_config
     from magicore.ui.runtime import runtime_from_args
 
     methods = list(dict.fromkeys(normalize_method(m.strip()) for m in args.methods.split(",") if m.strip()))
@@ -76,14 +79,12 @@ def _run(args, out) -> None:
         if getattr(args, f"{role}_model", None):
             model_spec += f" {role}={getattr(args, f'{role}_model')}"
     settings = BenchSettings(
-        dataset=args.dataset, methods=methods, k=args.k, rounds=args.rounds, max_tokens=args.max_tokens,
+        dataset=args.dataset, methods=methods, k=args.k, rounds=args.rounds,
+        self_refine_rounds=args.self_refine_rounds, max_tokens=args.max_tokens,
         temperature=args.temperature, top_p=args.top_p, subset=args.subset, limit=args.limit, seed=args.seed,
         model=model_spec, reward=rt.reward_spec, calibration=args.calibration, concurrency=args.concurrency,
     )  # fmt: skip
-    try:
-        settings.method_config()
-    except ValueError as e:
-        raise InputError(str(e).splitlines()[0]) from e
+    method_config(**settings.config_values())  # a value out of range fails here, in one line
     saved = load_calibration(rt.model_spec, rt.reward_spec) if args.calibration == "saved" else None
     models = Models(rt.model, rt.reviewer_model, rt.refiner_model, rt.reward_spec, saved)
     asyncio.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,

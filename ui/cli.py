@@ -53,6 +53,35 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: MethodConfig fields as the options that set them, for error messages
+_FLAGS = {"k": "-k", "rounds": "--rounds", "self_refine_rounds": "--rounds", "temperature": "--temperature",
+          "top_p": "--top-p", "max_tokens": "--max-tokens", "seed": "--seed"}  # fmt: skip
+
+
+def method_config(**values):
+    """A MethodConfig from option values; a value out of range is a one-line error naming the option."""
+    from pydantic import ValidationError
+
+    from magicore.graphs.config import MethodConfig
+    from magicore.tools.errors import InputError
+
+    try:
+        return MethodConfig(**values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else ""
+        flag = _FLAGS.get(field, field)
+        msg = first["msg"].replace("Input should be", "must be", 1)
+        raise InputError(f"{flag} {msg}, got {first.get('input')!r}") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line ("magicore solve: error: ... (see --help)"), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, roles: bool = False) -> None:
     parser.add_argument("--model", metavar="SPEC", help="model spec (default: $MAGICORE_MODEL, else 'embedded')")
     if roles:
@@ -71,7 +100,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, roles: bool = False) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="magicore",
         description="Test-time reasoning with a Solver, a Reviewer and a Refiner (MAgICoRe).",
     )

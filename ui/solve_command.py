@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="magicore (default), sc (self-consistency), bok (best-of-k) or self-refine")
     add_model_options(parser, roles=True)
     parser.add_argument("-k", type=positive_int, default=None, help="chains to sample (default 8)")
-    parser.add_argument("--rounds", type=nonnegative_int, default=3, help="refinement rounds at most (default 3)")
+    parser.add_argument("--rounds", type=nonnegative_int, default=None,
+                        help="refinement rounds at most (default 3 for magicore, 4 for self-refine)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
     parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
@@ -57,18 +58,18 @@ def run(args) -> int:
     from magicore.agents.questions import check_question
     from magicore.graphs.api import asolve
     from magicore.graphs.calibration import load_calibration
-    from magicore.graphs.config import MethodConfig
-    from magicore.ui.cli import EXIT_NO_ANSWER
+    from magicore.ui.cli import EXIT_NO_ANSWER, method_config
     from magicore.ui.progress import Progress
     from magicore.ui.render import explain, print_result
     from magicore.ui.runtime import runtime_from_args
 
     question = check_question(read_question(args))
-    try:
-        config = MethodConfig(k=args.k or 8, rounds=args.rounds, temperature=args.temperature, top_p=args.top_p,
-                              max_tokens=args.max_tokens, seed=args.seed)  # fmt: skip
-    except ValueError as e:
-        raise InputError(str(e).splitlines()[0]) from e
+    if args.method == "self-refine" and (args.reviewer_model or args.refiner_model):
+        raise InputError("self-refine uses one model to draft, critique and revise: "
+                         "choose it with --model or --solver-model")  # fmt: skip
+    rounds = {} if args.rounds is None else {"rounds": args.rounds, "self_refine_rounds": max(args.rounds, 1)}
+    config = method_config(k=args.k or 8, temperature=args.temperature, top_p=args.top_p,
+                           max_tokens=args.max_tokens, seed=args.seed, **rounds)  # fmt: skip
     rt = runtime_from_args(args)
     calibration = load_calibration(rt.model_spec, rt.reward_spec) if args.method == "magicore" else None
     progress = Progress(config.k if args.method != "self-refine" else 1)

@@ -6,9 +6,10 @@ No; the step's score is P(Yes) / (P(Yes) + P(No)) read from the first generated 
 
 Batching: the k step queries of a chain (and of every chain in `ascore_steps_batch`) are sent
 at once as separate one-token requests through `magicore.tools.llm.sample`, which bounds the
-requests in flight per server. Each query's prompt extends the previous one's (question, then
-steps 1..i), so servers with prefix caching (vLLM `--enable-prefix-caching`, llama.cpp's slot
-cache) compute the shared prefix once. A query costs its prompt tokens plus one output token.
+requests in flight per server. All queries of a chain share the system prompt and the question,
+which servers with prefix caching (vLLM `--enable-prefix-caching`, llama.cpp's slot cache)
+compute once; the steps follow in a layout that differs per query (earlier steps, then the step
+to check), so they are not shared. A query costs its prompt tokens plus one output token.
 
 The judge needs a backend that returns logprobs (vLLM, OpenAI, the embedded llama.cpp server).
 A small judge is no better than chance at this (SmolLM2-135M: AUC 0.44 on single arithmetic
