@@ -68,36 +68,47 @@ class EmbeddedServer:
     def start(self, timeout: float = 120.0) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise SetupError(f"the embedded model needs llama-cpp-python; run: {INSTALL_HINT}")
-        for _attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = _free_port()
-            self._spawn()
-            if self._wait_healthy(timeout):
-                return
+        try:
+            for _attempt in range(3):  # the free port may be taken between probe and bind
+                self.port = _free_port()
+                self._spawn()
+                if self._wait_healthy(timeout):
+                    return
+        except BaseException:
+            # Ctrl-C or an error while the process runs: the server is not registered yet, so
+            # stop_all would never stop it, and a host process that goes on (Streamlit, Jupyter)
+            # would start another one next time.
+            self.stop()
+            raise
         raise ModelError(f"the embedded model server did not start: {self._stderr_tail()}")
 
-    def _spawn(self) -> None:
-        cmd = [
+    def _command(self) -> list[str]:
+        return [
             sys.executable, "-m", "magicore.agents.embedded_server",
             "--model", str(self.gguf), "--model_alias", self.model_name,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
             "--logits_all", "true",
         ]  # fmt: skip
+
+    def _spawn(self) -> None:
         self.process = subprocess.Popen(
-            cmd,
+            self._command(),
             stdin=subprocess.PIPE,  # closed when this process dies: the server's exit signal
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C reaches us, and we stop the server in order
         )
         self._stderr_lines: list[bytes] = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        threading.Thread(target=self._drain_stderr, args=(self.process.stderr, self._stderr_lines),
+                         daemon=True).start()  # fmt: skip
 
-    def _drain_stderr(self) -> None:
-        assert self.process and self.process.stderr
-        for line in self.process.stderr:
-            self._stderr_lines.append(line)
-            del self._stderr_lines[:-40]
+    @staticmethod
+    def _drain_stderr(stream, lines: list[bytes]) -> None:
+        with stream:  # closed at the end of the output: when the server exits
+            for line in stream:
+                lines.append(line)
+                del lines[:-40]
 
     def _stderr_tail(self) -> str:
         lines = [ln.decode("utf-8", "replace").strip() for ln in self._stderr_lines]

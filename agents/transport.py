@@ -54,31 +54,55 @@ class OpenAICompatibleChat(ChatOpenAI):
 
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
 
-_sessions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Per event loop, by id(loop): (weak reference to the loop, its session, the keeper that closes
+#: it). Not a WeakKeyDictionary keyed by the loop: the session holds its loop, so such an entry
+#: would keep its own key alive and never go. The keeper drops the entry when the loop finishes.
+_sessions: dict[int, tuple[weakref.ref, object, object]] = {}
 _RETRY_STATUS = frozenset({408, 409, 429})
 
 
-async def _session_keeper(session):
+async def _session_keeper(key: int, session):
     """Holds a loop's session; `asyncio.run` finalizes async generators at shutdown
-    (`loop.shutdown_asyncgens`), which closes the session before its loop closes."""
+    (`loop.shutdown_asyncgens`), which closes the session and forgets it before its loop
+    closes, so neither the session nor the loop outlives the run."""
     try:
         yield session
     finally:
-        await session.close()
+        try:
+            await session.close()
+        finally:
+            _forget(key, session)
+
+
+def _forget(key: int, session) -> None:
+    entry = _sessions.get(key)
+    if entry is not None and entry[1] is session:
+        _sessions.pop(key, None)
+
+
+def _forget_finished_loops() -> None:
+    """Drop the sessions of loops that closed without finalizing their async generators
+    (`loop.close()` straight after `run_until_complete`): they can no longer be closed on their
+    loop, so they are left to the garbage collector rather than kept forever."""
+    for key, (loop_ref, session, _keeper) in list(_sessions.items()):
+        loop = loop_ref()
+        if loop is None or loop.is_closed():
+            _forget(key, session)
 
 
 async def _shared_session():
     import aiohttp
 
     loop = asyncio.get_running_loop()
-    entry = _sessions.get(loop)
-    if entry is not None and not entry[0].closed:
-        return entry[0]
+    entry = _sessions.get(id(loop))
+    if entry is not None and entry[0]() is loop and not entry[1].closed:
+        return entry[1]
+    _forget_finished_loops()
     # No total limit: tools/llm.py bounds the requests in flight per server.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
-    keeper = _session_keeper(session)
-    await keeper.__anext__()
-    _sessions[loop] = (session, keeper)
+    keeper = _session_keeper(id(loop), session)
+    _sessions[id(loop)] = (weakref.ref(loop), session, keeper)
+    await keeper.__anext__()  # runs to the yield without suspending
     return session
 
 
