@@ -10,11 +10,13 @@ A few request "models" trigger failures instead: slow, garbled, short.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import socket
 import threading
 import time
+import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -207,6 +209,63 @@ def test_sync_wrappers_work_across_event_loops(replay):
     fx = FIXTURES["orm_token_reward"]
     assert 0.0 <= rm.score_outcome(fx["inputs"]["question"], fx["inputs"]["solution"]) <= 1.0
     assert rm.name == "vllm(tiny-prm + tiny-orm)"
+
+
+@pytest.fixture
+def clients(monkeypatch):
+    """Weak references to every httpx client the reward model opens."""
+    import httpx
+
+    from magicore.tools.rewards import vllm
+
+    opened: list = []
+
+    class Recorded(httpx.AsyncClient):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(weakref.ref(self))
+
+    monkeypatch.setattr(vllm.httpx, "AsyncClient", Recorded)
+    return opened
+
+
+def test_sync_wrappers_leave_no_client_open(replay, clients):
+    rm = VLLMRewardModel(replay, prm_model="tiny-prm", orm_model="tiny-orm")
+    steps = CHAIN_A["inputs"]["steps"]
+    fx = FIXTURES["orm_token_reward"]
+    for _ in range(3):
+        rm.score_steps(QUESTION, steps)
+        rm.score_outcome(fx["inputs"]["question"], fx["inputs"]["solution"])
+    assert len(clients) == 6  # one per asyncio.run
+    assert all(ref() is None or ref().is_closed for ref in clients)
+    assert rm._client is None and rm._keeper is None
+    gc.collect()
+    assert [ref() for ref in clients] == [None] * 6
+
+
+async def test_one_client_per_loop_shared_by_concurrent_requests(replay, clients):
+    prm = VLLMRewardModel(replay, prm_model="tiny-prm")
+    chains = [CHAIN_A["inputs"]["steps"], CHAIN_B["inputs"]["steps"]]
+    await prm.ascore_steps_batch(QUESTION, chains)
+    await prm.ascore_steps(QUESTION, chains[0])
+    assert len(clients) == 1
+    await prm.aclose()
+    assert clients[0]().is_closed
+    await prm.ascore_steps(QUESTION, chains[0])  # a closed client is replaced
+    assert len(clients) == 2
+    await prm.aclose()
+
+
+def test_a_client_left_by_a_loop_closed_without_finalizing_is_closed_by_the_next(replay, clients):
+    rm = VLLMRewardModel(replay, prm_model="tiny-prm")
+    steps = CHAIN_A["inputs"]["steps"]
+    loop = asyncio.new_event_loop()
+    first = loop.run_until_complete(rm.ascore_steps(QUESTION, steps))
+    loop.close()  # no shutdown_asyncgens: the keeper never runs
+    stale = clients[0]()
+    assert not stale.is_closed
+    assert rm.score_steps(QUESTION, steps) == first
+    assert stale.is_closed and len(clients) == 2 and clients[1]() is None
 
 
 async def test_api_key_is_sent_as_bearer_token(replay, seen, monkeypatch):
