@@ -95,3 +95,25 @@ async def test_solver_uses_the_multiple_choice_prompt():
     result = await Solver(model, SolverConfig(k=1)).asolve(question)
     assert result.family == "mcq" and result.chains[0].answer == "C"
     assert "letter" in model.requests[0]["messages"][0].content
+
+
+@pytest.mark.xfail(reason="tools/llm.py keys _limits by the loop in a WeakKeyDictionary whose values "
+                          "(semaphores that waited) hold the loop; see the patch keyed by id(loop)",
+                   strict=False)  # fmt: skip
+def test_finished_event_loops_do_not_keep_their_semaphores():
+    import gc
+    import weakref
+
+    model = ScriptedFakeChatModel(responses=["\\boxed{7}"], honours_n=False, delay=0.01, model="per-loop",
+                                  metadata={"magicore_max_concurrency": 2})  # fmt: skip
+    loops = []
+
+    async def contended():
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await llm.sample(model, [HumanMessage("q")], n=6)  # 6 requests, 2 at a time: they wait
+
+    for _ in range(5):
+        asyncio.run(contended())
+    gc.collect()
+    assert len(llm._limits) <= 1
+    assert sum(ref() is not None for ref in loops) <= 1  # at most the last loop, until the next one
