@@ -55,7 +55,8 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
     try:
         async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
             common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
-                          reward=reward, config=settings.method_config(fixed), checkpointer=saver)  # fmt: skip
+                          reward=reward, config=settings.method_config(fixed), checkpointer=saver,
+                          saved_calibration=False)  # fmt: skip  # the mode says which calibration
             graph = build_graph("magicore", **common)
             spent: dict[str, float] = {}  # phase-1 seconds per problem in this run
             failed: set[str] = set()

@@ -51,8 +51,11 @@ def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel)
 
     if isinstance(reward, RewardModel):
         return reward
+    from magicore.agents.backends import chat_model, parse_spec
+
     provider = (judge_model.metadata or {}).get("magicore_provider")
-    return build_reward(reward or default_reward_spec(provider), judge_model=judge_model)
+    return build_reward(reward or default_reward_spec(provider), judge_model=judge_model,
+                        make_model=lambda spec: chat_model(parse_spec(spec)))  # `judge:MODELSPEC`
 
 
 def build_graph(
@@ -68,6 +71,7 @@ def build_graph(
     reviewer_tools: bool = False,
     name: str | None = None,
     interrupt_before: list[str] | None = None,
+    saved_calibration: bool = True,
 ):
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
 
@@ -81,6 +85,10 @@ def build_graph(
         reviewer_tools: let a tool-calling Reviewer run code in the sandbox itself.
         interrupt_before: node names to pause before (needs a checkpointer); batch runs pause
             MAgICoRe before "route" to compute the batch's calibration first.
+        saved_calibration: MAgICoRe without `config.calibration` uses the calibration `magicore
+            calibrate` saved for this (model spec, reward spec) when there is one; False, or no
+            such file, leaves the fallback (each question's own chains). A `calibration` in the
+            input state still comes first.
     """
     method = normalize_method(method)
     config = config or MethodConfig()
@@ -97,9 +105,25 @@ def build_graph(
                             max_tokens=config.max_tokens)  # fmt: skip
         graph = self_refine(solver, agent, config, retry)
     else:
+        if saved_calibration and config.calibration is None:
+            found = find_saved_calibration(model, reward)
+            config = config.model_copy(update={"calibration": found}) if found else config
         graph = _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools)
     return graph.compile(checkpointer=checkpointer, name=name or f"magicore-{method}",
                          interrupt_before=interrupt_before)
+
+
+def find_saved_calibration(model: BaseChatModel, reward: RewardModel | str | None):
+    """The calibration saved for the model's spec and the reward spec, or None (a model not made
+    by `chat_model`, or a RewardModel object, has no spec to look it up by)."""
+    from magicore.graphs.calibration import load_calibration
+    from magicore.tools.rewards.spec import default_reward_spec
+
+    metadata = model.metadata or {}
+    spec = metadata.get("magicore_spec")
+    if not spec or isinstance(reward, RewardModel):
+        return None
+    return load_calibration(spec, reward or default_reward_spec(metadata.get("magicore_provider")))
 
 
 def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,12 +22,15 @@ from magicore.graphs.state import Calibration
 
 
 def from_rewards(rewards: Sequence[float], source: str) -> Calibration:
-    """Population mean and standard deviation (as numpy.std, ddof=0, in the reference)."""
+    """Population mean and standard deviation (as numpy.std, ddof=0, in the reference).
+
+    `statistics` computes both exactly before rounding, so equal rewards give sigma 0 exactly;
+    a float sum gives a sigma of 1e-17 instead, and every z-score becomes a rounding error.
+    """
     if not rewards:
         raise ValueError("no rewards to calibrate on")
-    mu = sum(rewards) / len(rewards)
-    sigma = math.sqrt(sum((r - mu) ** 2 for r in rewards) / len(rewards))
-    return Calibration(mu=mu, sigma=sigma, source=source, n=len(rewards))
+    values = [float(r) for r in rewards]
+    return Calibration(mu=statistics.mean(values), sigma=statistics.pstdev(values), source=source, n=len(values))
 
 
 def from_first_chains(first_chains: Sequence[ScoredChain], source: str = "batch") -> Calibration:

@@ -109,6 +109,19 @@ def test_build_reward_from_a_spec():
         build_reward("judge")
 
 
+def test_a_judge_on_another_model_is_built_by_the_graph():
+    from magicore.graphs.build import resolve_reward
+
+    solver = ScriptedFakeChatModel(responses=["Yes"])
+    reward = resolve_reward("prm=judge:vllm:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:9/v1*verifier,orm=judge",
+                            solver)  # fmt: skip
+    judge = reward.steps[0]
+    assert isinstance(judge, LLMJudge) and judge.model is not solver
+    assert judge.model.model_name == "Qwen/Qwen2.5-7B-Instruct"
+    assert str(judge.model.openai_api_base).startswith("http://127.0.0.1:9/v1")
+    assert reward.outcome[0].model is solver  # plain `judge` is the solver's model
+
+
 def test_default_reward_says_the_embedded_judge_is_not_used():
     assert default_reward_spec("llama.cpp") == "verifier"
     assert default_reward_spec("vllm") == "prm=judge*verifier,orm=judge"

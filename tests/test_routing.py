@@ -258,6 +258,11 @@ def test_population_standard_deviation():
         from_rewards([], "none")
 
 
+def test_equal_rewards_have_no_spread_at_all():
+    cal = from_rewards([0.1, 0.1, 0.1], "self")  # a float sum would give mu 0.10000000000000002
+    assert cal.mu == 0.1 and cal.sigma == 0.0
+
+
 def test_first_chains_and_self_calibration_use_R():
     chains = [chain("8", 0.9, [0.9]), chain(None, 0.5, [0.9]), chain("5", 0.1, [0.5, 0.2])]
     # R = 1.8, 0.5 (no answer: ORM only), 0.1 + 0.1 = 0.2; mu = 2.5 / 3 = 0.833333
@@ -380,3 +385,26 @@ def test_calibrate_then_solve_uses_the_saved_calibration(tmp_path):
         (decision,) = solved["route"]
         # one answer: both confidences 1, so not hard although cond1 fails
         assert decision["cond1"] is False and decision["hard"] is False and decision["majority"] == "43"
+
+
+async def test_the_python_api_uses_the_saved_calibration_too(tmp_path, monkeypatch):
+    from magicore.agents.backends import chat_model
+    from magicore.evals.mock_server import MockServer, MockSettings
+    from magicore.graphs.api import asolve
+    from magicore.graphs.build import build_graph
+    from magicore.graphs.config import MethodConfig
+
+    monkeypatch.setenv("MAGICORE_HOME", str(tmp_path))
+    with MockServer(MockSettings(reply=lambda _req, _i: WRONG)) as server:
+        model = chat_model(f"m@{server.base_url}")
+        spec = model.metadata["magicore_spec"]
+        path = save_calibration(Calibration(mu=1.3, sigma=0.5), spec, "verifier")
+        config = MethodConfig(k=3, rounds=0)
+        saved = await asolve("What is 40 + 2?", model=model, reward="verifier", config=config)
+        assert saved.route[0]["calibration"] == f"file:{path}"
+        # every chain says 43 (R = 0.1): z = (0.1 - 1.3) / 0.5 = -2.4, cond1 fails
+        assert saved.route[0]["cond1"] is False
+        graph = build_graph("magicore", model=model, reward="verifier", config=config, saved_calibration=False)
+        own = await asolve("What is 40 + 2?", model=model, graph=graph)
+        # the question's own chains: equal rewards, sigma exactly 0, z = 0, cond1 holds
+        assert own.route[0]["calibration"] == "self" and own.route[0]["cond1"] is True
