@@ -7,6 +7,7 @@ sandbox itself is the difference.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,8 @@ def main() -> None:
     sandbox_med, sandbox_p90 = _stats(_time(_sandboxed))
     bare_med, bare_p90 = _stats(_time(_bare))
     print(f"protections active: {', '.join(layers)}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(timings mean little on a loaded machine)")
     print(f"one-time capability probe: {probe_s * 1000:.0f} ms")
     print(f"sandboxed print(1), {RUNS} runs: median {sandbox_med * 1000:.1f} ms, p90 {sandbox_p90 * 1000:.1f} ms")
     print(f"bare python -I print(1), {RUNS} runs: median {bare_med * 1000:.1f} ms, p90 {bare_p90 * 1000:.1f} ms")

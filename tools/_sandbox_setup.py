@@ -12,8 +12,10 @@ Process tree when namespaces are available (all three end together):
 When `init` exits, the kernel kills every process left in its pid namespace, and `init` dies
 with `setup` (PR_SET_PDEATHSIG). At the deadline the host sends SIGTERM to `setup`, which
 SIGKILLs `init` and reaps it, so nothing is left, not even a zombie.
-Any failure here is written as one "E <message>" line on STATUS_FD; the program's wait status
-is written as "S <status>". Without namespaces, `setup` itself execs the program.
+Any failure here is written as one "E <errno> <message>" line on STATUS_FD (errno 0 when it was
+not an OSError; the host tells "this layer cannot work here" from "busy, try again" by it); the
+program's wait status is written as "S <status>". Without namespaces, `setup` itself execs the
+program.
 """
 
 import _signal as signal  # not `signal`, whose import of enum costs milliseconds on every run
@@ -74,11 +76,13 @@ def _clone_readonly(path):
 
 
 def _build_root(cfg, trees):
-    """Mount a fresh tmpfs root holding only read-only system and Python directories, then
-    pivot into it: the caller's home, the project, /run, /var, other users' files are absent."""
+    """Mount a fresh tmpfs root holding only read-only system and Python directories and a
+    made-up /etc (`cfg["etc"]`, see sandbox._etc_view), then pivot into it: the caller's home, the
+    project, the host's /etc, /run, /var, other users' files are absent."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     root = "/tmp"  # any directory would do: the mounts below exist in this namespace only
-    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={len(cfg['source']) * 4 + (1 << 20)}")
+    size = len(cfg["source"]) * 4 + sum(len(value) for _, _, value in cfg["etc"]) + (1 << 20)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}")
     os.makedirs(root + "/tmp")  # the program's working directory; first, in case Python is in /tmp
     _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
            f"mode=0700,size={cfg['workdir_mb']}m,nr_inodes=4096")
@@ -88,6 +92,14 @@ def _build_root(cfg, trees):
                             MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
     for link, target in cfg["symlinks"]:
         os.symlink(target, root + link)
+    os.mkdir(root + "/etc", 0o755)
+    for name, kind, value in cfg["etc"]:
+        if kind == "link":
+            os.symlink(value, f"{root}/etc/{name}")
+            continue
+        with open(f"{root}/etc/{name}", "xb") as f:
+            os.fchmod(f.fileno(), 0o644)  # whatever the umask; the root is read-only once built
+            f.write(value)
     os.makedirs(root + "/dev")
     for name in DEVICES:
         open(f"{root}/dev/{name}", "w").close()
@@ -167,6 +179,8 @@ def _setup(cfg, status_fd):
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    name = cfg["hostname"].encode()  # the new UTS namespace starts with the host's name
+    _check(libc.sethostname(name, len(name)), "sethostname")
     # Nested user namespaces are the usual door to kernel attack surface; the limit is
     # per namespace and checked up the chain, so the program cannot create any.
     _write("/proc/sys/user/max_user_namespaces", "0")
@@ -190,7 +204,8 @@ def _run_step(stage, status_fd, func, *args):
         func(*args)
     except BaseException as exc:  # report anything, including SystemExit, as a set-up failure
         message = f"{stage}: {exc}".replace("\n", " ")[:1000]
-        os.write(status_fd, f"E {message}\n".encode())
+        number = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+        os.write(status_fd, f"E {number} {message}\n".encode())
         os._exit(127)
     os._exit(0)
 

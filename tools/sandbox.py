@@ -10,6 +10,8 @@ Imports only the standard library, langchain_core and magicore.tools.errors.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import marshal
 import math
 import os
@@ -37,6 +39,16 @@ KILL_AFTER_EXCESS = 1 << 20  # output bytes past the bound after which the progr
 GRACE_S = 2.0  # how long to wait for the pipes to close once the program is gone
 ALWAYS = ("rlimits", "no-new-privs", "empty-env", "temp-dir", "isolated-mode")
 NAMESPACES = ("user-namespace", "network-namespace", "pid-namespace", "ipc-namespace")
+HOSTNAME = "sandbox"  # the program's hostname (its own UTS namespace), never the host's
+PROBE_TIMEOUT_S = 10.0  # for the probe's tiny program; a timeout is retried, never a downgrade
+PROBE_ATTEMPTS = 3  # tries per mode when the failure may pass (timeout, EAGAIN, ENOMEM...)
+PROBE_BACKOFF_S = (0.5, 2.0)  # pause before the 2nd and 3rd tries
+# errno values that say "the machine is busy", not "this layer cannot work here"
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.ENOMEM, errno.EINTR, errno.EMFILE, errno.ENFILE,
+                              errno.EBUSY})
+NAMESPACE_LIMITS = ("user", "net", "pid", "ipc", "uts", "mnt")  # /proc/sys/user/max_*_namespaces
+
+log = logging.getLogger("magicore.sandbox")
 
 
 @dataclass(frozen=True)
@@ -148,21 +160,118 @@ def _setup_source() -> str:
     return (Path(__file__).with_name("_sandbox_setup.py")).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=1)  # two threads racing here both probe; harmless
+class _ChildSetupError(SetupError):
+    """The set-up process reported a failure ("E <errno> <message>" on the status pipe)."""
+
+    def __init__(self, message: str, errno_: int) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+class _Unsupported(Exception):
+    """A layer cannot work on this machine: the probe moves on to a weaker mode."""
+
+
+class _Transient(Exception):
+    """The probe's run failed for a reason that may pass (load, a full process table): try again."""
+
+
+_PROBE_LOCK = threading.Lock()
+_mode_cache: list[Mode] = []  # the chosen mode, once a probe has succeeded; failures are not kept
+
+
 def _probe_mode() -> Mode:
-    """The strongest layers that work here: tried once, strongest first, with a tiny program.
-    The child refuses to run rather than silently skip a layer it was asked for."""
-    root = os.geteuid() == 0
-    candidates = [Mode(NOBODY if root else None, True, True), Mode(NOBODY if root else None, True, False)]
-    candidates += [Mode(NOBODY, False, False)] if root else []
+    """The strongest mode that works here, probed on first use and then kept for the process.
+    A probe that fails raises SetupError and keeps nothing, so the next call probes again."""
+    with _PROBE_LOCK:  # one probe at a time: concurrent first calls wait for its answer
+        if not _mode_cache:
+            _mode_cache.append(_select_mode(os.geteuid() == 0))
+        return _mode_cache[0]
+
+
+def _candidates(root: bool) -> list[Mode]:
+    """Strongest first. As root, every mode drops to NOBODY: model code never runs as root."""
+    uid = NOBODY if root else None
+    return [Mode(uid, True, True), Mode(uid, True, False), Mode(uid, False, False)]
+
+
+def _select_mode(root: bool, trial: Any = None, sleep: Any = time.sleep) -> Mode:
+    """Try each mode, strongest first, with a tiny program (`trial`, by default `_try_mode`).
+
+    A mode is given up only when a layer really cannot be set up (`_Unsupported`). A failure that
+    may pass (`_Transient`: a timeout under load, EAGAIN on fork) is retried PROBE_ATTEMPTS times
+    and then raised as SetupError rather than taken as a reason to run with fewer layers. Any
+    mode weaker than the strongest is logged as a warning naming what is active and what is not.
+    Running as root, when not even the drop to an unprivileged uid works: SetupError."""
+    trial = trial or _try_mode
+    candidates = _candidates(root)
+    dropped: list[str] = []
     for mode in candidates:
-        try:
-            res = _execute(mode, "print('ok')", 10.0, 256, 1000, 4, None)
-        except (SetupError, OSError):
-            continue
-        if res.exit_code == 0 and res.stdout == "ok\n":
-            return mode
-    return Mode(None, False, False)
+        for attempt in range(1, PROBE_ATTEMPTS + 1):
+            try:
+                trial(mode)
+            except _Unsupported as exc:
+                dropped.append(f"with {_layers(mode)}: {exc}")
+                break
+            except _Transient as exc:
+                if attempt == PROBE_ATTEMPTS:
+                    raise SetupError(
+                        f"The Python sandbox could not be checked on this machine ({exc}; "
+                        f"{attempt} tries with {_layers(mode)}). It is probably overloaded; "
+                        "try again later.") from None
+                log.info("Python sandbox probe with %s failed (%s); trying again", _layers(mode), exc)
+                sleep(PROBE_BACKOFF_S[min(attempt, len(PROBE_BACKOFF_S)) - 1])
+            else:
+                if mode != candidates[0]:
+                    missing = [p for p in candidates[0].protections if p not in mode.protections]
+                    log.warning("Python sandbox: weaker protection on this machine. Missing: %s. "
+                                "Active: %s. Why: %s", ", ".join(missing), ", ".join(mode.protections),
+                                "; ".join(dropped))
+                return mode
+    if root:
+        raise SetupError("Refusing to run model-written code as root: the Python sandbox could not even "
+                         f"switch it to an unprivileged uid ({'; '.join(dropped)}). Run magicore as an "
+                         "ordinary user, or where user namespaces or setuid are allowed.")
+    raise SetupError(f"The Python sandbox cannot start on this machine ({'; '.join(dropped)}).")
+
+
+def _layers(mode: Mode) -> str:
+    return ", ".join(p for p in mode.protections if p not in ALWAYS) or "no namespaces"
+
+
+def _try_mode(mode: Mode) -> None:
+    """Run `print('ok')` in `mode`. Returns if it worked; raises _Unsupported when a layer cannot be
+    built here (the child reported a permanent error, or the program could not start inside),
+    _Transient when the failure may pass, SetupError when the host cannot run any sandbox."""
+    try:
+        res = _execute(mode, "print('ok')", PROBE_TIMEOUT_S, 256, 1000, 4, None)
+    except _ChildSetupError as exc:
+        raise (_Transient if _is_transient(exc.errno) else _Unsupported)(str(exc)) from None
+    except OSError as exc:  # on the host side (pipe, fork, pidfd): no weaker mode would help
+        if exc.errno in TRANSIENT_ERRNOS:
+            raise _Transient(f"the host could not start the sandbox: {exc}") from None
+        raise SetupError(f"The Python sandbox cannot start on this machine ({exc}).") from None
+    if res.exit_code == 0 and res.stdout == "ok\n":
+        return
+    if res.timed_out:
+        raise _Transient(f"the test program took longer than {PROBE_TIMEOUT_S:g} s")
+    if res.signal is not None:
+        raise _Transient(f"the test program was killed by {res.signal}")
+    tail = res.stderr.strip()[-300:].replace("\n", " ") or "no error output"
+    raise _Unsupported(f"the test program {res.summary()} ({tail})")
+
+
+def _is_transient(number: int) -> bool:
+    """ENOSPC from unshare is a full namespace table (passes) unless a limit is 0 (it never will)."""
+    if number == errno.ENOSPC:
+        for kind in NAMESPACE_LIMITS:
+            try:
+                if Path(f"/proc/sys/user/max_{kind}_namespaces").read_text().strip() == "0":
+                    return False
+            except OSError:
+                pass
+        return True
+    return number in TRANSIENT_ERRNOS
 
 
 def _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin) -> None:
@@ -187,9 +296,10 @@ def _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin
 
 def _layout() -> tuple[list[str], list[tuple[str, str]]]:
     """Host directories shown read-only in the sandbox (system + this interpreter), and symlinks.
-    Derived at run time: Python may live anywhere (pyenv under /root, a venv in the project)."""
+    Derived at run time: Python may live anywhere (pyenv under /root, a venv in the project).
+    Not /etc: the sandbox gets its own, see `_etc_view`."""
     binds, links = [], []
-    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
+    for d in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(d):
             links.append((d, os.readlink(d)))
         elif os.path.isdir(d):
@@ -200,6 +310,38 @@ def _layout() -> tuple[list[str], list[tuple[str, str]]]:
         if os.path.isdir(p) and not any(p == b or p.startswith(b.rstrip("/") + "/") for b in binds):
             binds.append(p)
     return binds, links
+
+
+def _etc_view(mode: Mode) -> list[tuple[str, str, Any]]:
+    """The sandbox's /etc (with the mount namespace): (name, "file" or "link", bytes or target).
+    Made up: passwd and group naming only the program's own uid and gid (and nobody/nogroup),
+    hosts with localhost only, an nsswitch.conf that looks at those files only. From the host:
+    ld.so.cache (where the shared libraries under /usr are) and localtime (the time zone). Nothing
+    else: not the host's passwd, group, shadow, hostname, machine-id, resolv.conf, ssh or ssl.
+    The program's uid inside is its uid on the host (uid_map is the identity for that one uid)."""
+    uid, gid = (mode.uid, mode.uid) if mode.uid is not None else (os.getuid(), os.getgid())
+    user = "nobody" if uid == NOBODY else "sandbox"
+    group = "nogroup" if gid == NOBODY else "sandbox"
+    passwd = f"{user}:x:{uid}:{gid}:{user}:/tmp:/usr/sbin/nologin\n"
+    groups = f"{group}:x:{gid}:\n"
+    if uid != NOBODY:
+        passwd += f"nobody:x:{NOBODY}:{NOBODY}:nobody:/nonexistent:/usr/sbin/nologin\n"
+    if gid != NOBODY:
+        groups += f"nogroup:x:{NOBODY}:\n"
+    view: list[tuple[str, str, Any]] = [
+        ("passwd", "file", passwd.encode()), ("group", "file", groups.encode()),
+        ("hosts", "file", b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+        ("nsswitch.conf", "file", b"passwd: files\ngroup: files\nshadow: files\nhosts: files\n")]
+    for name in ("ld.so.cache", "localtime"):
+        path = f"/etc/{name}"
+        try:
+            if os.path.islink(path):
+                view.append((name, "link", os.readlink(path)))  # into /usr/share/zoneinfo: shown
+            elif os.path.isfile(path):
+                view.append((name, "file", Path(path).read_bytes()))
+        except OSError:  # unreadable: Python runs without (UTC; the loader's default paths)
+            pass
+    return view
 
 
 def _config(mode: Mode, source: str, tmp: str | None, timeout: float, memory_mb: int,
@@ -215,6 +357,7 @@ def _config(mode: Mode, source: str, tmp: str | None, timeout: float, memory_mb:
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return {"uid": mode.uid, "gid": mode.uid, "userns": mode.userns, "mountns": mode.mountns,
             "host_pid": os.getpid(), "python": sys.executable, "binds": binds, "symlinks": links,
+            "etc": _etc_view(mode) if mode.mountns else [], "hostname": HOSTNAME,
             "source": source, "workdir_mb": WORKDIR_MB, "cwd": cwd, "env": env, "rlimits": rlimits,
             "script": "/sandbox/main.py" if mode.mountns else os.path.join(tmp, "main.py")}
 
@@ -256,6 +399,9 @@ def _feed(pipe: Any, data: bytes) -> None:
 
 def _execute(mode: Mode, source: str, timeout: float, memory_mb: int, max_output_bytes: int,
              max_processes: int, stdin: str | None) -> ExecutionResult:
+    if mode.uid is None and os.geteuid() == 0:
+        raise SetupError("Refusing to run model-written code as root: the sandbox mode in use does "
+                         "not switch to an unprivileged uid.")
     start = time.monotonic()
     deadline = start + timeout
     tmp = None if mode.mountns else tempfile.mkdtemp(prefix="magicore-sandbox-")
@@ -266,9 +412,11 @@ def _execute(mode: Mode, source: str, timeout: float, memory_mb: int, max_output
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    errors = [line[2:] for line in status.splitlines() if line.startswith("E ")]
-    if errors:
-        raise SetupError(f"The Python sandbox could not start ({errors[0]}).")
+    errors = [line[2:].partition(" ") for line in status.splitlines() if line.startswith("E ")]
+    if errors:  # "E <errno> <message>", errno 0 when the failure was not an OSError
+        number, _, message = errors[0]
+        raise _ChildSetupError(f"The Python sandbox could not start ({message}).",
+                               int(number) if number.isdigit() else 0)
     waits = [int(line[2:]) for line in status.splitlines() if line.startswith("S ")]
     code = os.waitstatus_to_exitcode(waits[0]) if waits else proc.returncode
     if reason and not waits:
@@ -321,10 +469,7 @@ def _collect(proc: subprocess.Popen, status_r: int, deadline: float, max_output_
     if that has not worked within GRACE_S. Without namespaces the group is SIGKILLed at once."""
     out, err = _Capture(max_output_bytes), _Capture(max_output_bytes)
     status, reason, ending_since, hard = bytearray(), None, None, False
-    pidfd = os.pidfd_open(proc.pid)
-    sel = selectors.DefaultSelector()
-    for fd, what in ((proc.stdout.fileno(), out), (proc.stderr.fileno(), err), (status_r, status), (pidfd, None)):
-        sel.register(fd, selectors.EVENT_READ, what)
+    pidfd = sel = None
 
     def kill(hard_now: bool) -> None:
         try:  # safe from pid reuse: proc is not reaped before the end
@@ -332,7 +477,12 @@ def _collect(proc: subprocess.Popen, status_r: int, deadline: float, max_output_
         except ProcessLookupError:
             pass
 
-    try:
+    try:  # everything from here on, pidfd_open included, ends in the clean-up below
+        pidfd = os.pidfd_open(proc.pid)
+        sel = selectors.DefaultSelector()
+        for fd, what in ((proc.stdout.fileno(), out), (proc.stderr.fileno(), err), (status_r, status),
+                         (pidfd, None)):
+            sel.register(fd, selectors.EVENT_READ, what)
         while sel.get_map():
             now = time.monotonic()
             if ending_since is None and now >= deadline:
@@ -361,8 +511,10 @@ def _collect(proc: subprocess.Popen, status_r: int, deadline: float, max_output_
                         reason, ending_since = "output", time.monotonic()
                         kill(hard_now=not gentle)
     finally:
-        sel.close()
-        os.close(pidfd)
+        if sel is not None:
+            sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
         os.close(status_r)
         kill(hard_now=True)
         proc.wait()
