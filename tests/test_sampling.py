@@ -97,9 +97,6 @@ async def test_solver_uses_the_multiple_choice_prompt():
     assert "letter" in model.requests[0]["messages"][0].content
 
 
-@pytest.mark.xfail(reason="tools/llm.py keys _limits by the loop in a WeakKeyDictionary whose values "
-                          "(semaphores that waited) hold the loop; see the patch keyed by id(loop)",
-                   strict=False)  # fmt: skip
 def test_finished_event_loops_do_not_keep_their_semaphores():
     import gc
     import weakref

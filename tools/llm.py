@@ -32,8 +32,11 @@ Messages = Sequence[BaseMessage | tuple[str, str]]
 
 #: Per (server, model): whether `n` is honoured. Absent means not yet known.
 _n_honoured: dict[tuple, bool] = {}
-#: Per event loop and (server, model): the semaphore bounding requests in flight.
-_limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Per event loop, by id(loop): (weak reference to the loop, {(server, model): the semaphore
+#: bounding requests in flight}). Not a WeakKeyDictionary keyed by the loop: a semaphore that had
+#: to wait holds its loop, so such an entry keeps its own key alive and is never dropped. Entries
+#: of closed loops are dropped when a new loop asks, so at most one finished loop's remain.
+_limits: dict[int, tuple[weakref.ref, dict]] = {}
 
 
 @dataclass
@@ -109,7 +112,14 @@ def model_label(model: BaseChatModel) -> str:
 
 def _semaphore(model: BaseChatModel) -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
-    per_loop = _limits.setdefault(loop, {})
+    entry = _limits.get(id(loop))
+    if entry is None or entry[0]() is not loop:
+        for loop_id, (ref, _) in list(_limits.items()):
+            other = ref()
+            if other is None or other.is_closed():
+                _limits.pop(loop_id, None)
+        entry = _limits[id(loop)] = (weakref.ref(loop), {})
+    per_loop = entry[1]
     key = model_key(model)
     if key not in per_loop:
         limit = (model.metadata or {}).get("magicore_max_concurrency", 8)
