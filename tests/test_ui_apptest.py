@@ -160,7 +160,7 @@ def spans():
 
 
 def test_tracing_toggle_shows_the_trace_id_and_link(spans, monkeypatch):
-    monkeypatch.setenv("MAGICORE_TRACE_URL", "http://localhost:6006/projects/default/traces/{trace_id}")
+    monkeypatch.setenv("MAGICORE_TRACE_URL", "http://localhost:6006/redirects/traces/{trace_id}")
     at = app()
     at.sidebar.selectbox(key="method").set_value("sc").run()
     at.sidebar.toggle(key="tracing").set_value(True).run()
@@ -170,7 +170,7 @@ def test_tracing_toggle_shows_the_trace_id_and_link(spans, monkeypatch):
     caption = texts(at.chat_message[1])
     trace_id = re.search(r"trace `([0-9a-f]{32})` \(\[open\]\((\S+)\)\)", caption)
     assert trace_id, caption
-    assert trace_id.group(2) == f"http://localhost:6006/projects/default/traces/{trace_id.group(1)}"
+    assert trace_id.group(2) == f"http://localhost:6006/redirects/traces/{trace_id.group(1)}"
     roots = [s for s in spans.get_finished_spans() if s.name == "invoke_workflow sc"]
     assert [f"{s.context.trace_id:032x}" for s in roots] == [trace_id.group(1)]
 
