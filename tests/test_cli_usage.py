@@ -38,7 +38,12 @@ def test_self_refine_takes_one_model():
 
 
 def test_bench_output_that_is_a_file_or_a_damaged_run(tmp_path):
-    common = ["bench", "--dataset", "svamp", "--limit", "1", "--model", NOWHERE, "--no-progress", "--no-plot"]
+    data = tmp_path / "data"  # one made-up problem in SVAMP's format: no benchmark files needed
+    data.mkdir()
+    (data / "svamp.json").write_text(json.dumps([{"ID": "t-1", "Body": "Tom has 40 apples.", "Question":
+        "He buys 2 more. How many?", "Equation": "( 40 + 2.0 )", "Answer": 42.0, "Type": "Addition"}]))  # fmt: skip
+    common = ["bench", "--dataset", "svamp", "--data", str(data), "--limit", "1", "--model", NOWHERE,
+              "--no-progress", "--no-plot"]  # fmt: skip
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     assert_one_line_error(magicore(*common, "--out", str(a_file), timeout=60), "cannot use", "output directory")
