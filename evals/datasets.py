@@ -1,7 +1,8 @@
 """Benchmark datasets read from a directory (never copied into the repository).
 
-GSM8K (`gsm8k_test.jsonl`), SVAMP (`svamp.json`) and MATH-500 (`math500_test.jsonl`), as laid
-out in ../shared/data/README.md. The directory is `--data DIR`, else $MAGICORE_DATA, else
+GSM8K (`gsm8k_test.jsonl`: `question`, `answer` ending in `#### N`), SVAMP (`svamp.json`: `ID`,
+`Body`, `Question`, `Equation`, `Answer`, `Type`) and MATH-500 (`math500_test.jsonl`: `problem`,
+`answer`, `level`, `subject`, `unique_id`). The directory is `--data DIR`, else $MAGICORE_DATA, else
 `../shared/data` beside the working directory or the source checkout.
 
 Subsets: SVAMP `single-op` (one arithmetic operator in the equation); GSM8K `steps=N` or
@@ -111,7 +112,7 @@ def load_problems(
         raise InputError(f"unknown dataset '{name}': use one of {', '.join(DATASETS)}")
     directory = Path(data_dir) if data_dir else default_data_dir()
     if directory is None:
-        raise InputError("no benchmark data found: pass --data DIR (see ../shared/data/README.md)")
+        raise InputError("no benchmark data found: pass --data DIR or set MAGICORE_DATA (see docs/bench.md)")
     problems = _read(name, directory)
     if subset:
         problems = [p for p in problems if _keep(p, subset)]

@@ -1,4 +1,4 @@
-"""The MAgICoRe graph (DESIGN "The MAgICoRe algorithm").
+"""The MAgICoRe graph (docs/methods.md).
 
     solve -> score -> aggregate -> route --easy or T rounds done--> finish
                 ^                    |

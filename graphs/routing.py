@@ -1,4 +1,4 @@
-"""The easy/hard test (DESIGN step 4), to the letter of the reference method.
+"""The easy/hard test (step 4 of the method), to the letter of the reference implementation.
 
 R = ORM + prod(step scores) per chain (a chain without a parsable answer has step score 0).
 

@@ -29,7 +29,7 @@ class Calibration(BaseModel):
 
 
 class RouteDecision(BaseModel):
-    """One easy/hard evaluation (DESIGN step 4)."""
+    """One easy/hard evaluation (step 4 of the method, graphs/routing.py)."""
 
     round: int
     hard: bool

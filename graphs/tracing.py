@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -76,7 +77,7 @@ def make_exporter(spec: str) -> tuple[SpanExporter, bool]:
     """(exporter, export immediately?) for one spec."""
     spec = spec.strip()
     if spec == "console":
-        return ConsoleSpanExporter(), True
+        return ConsoleSpanExporter(out=sys.stderr), True  # stdout stays the answer's (--json)
     if spec == "otlp":
         return _otlp_exporter(), False
     if spec.startswith("jsonl:") and len(spec) > len("jsonl:"):

@@ -54,6 +54,14 @@ def test_solve_json_against_an_openai_compatible_server(server):
     assert out["model"] == f"openai-compatible:mock@{server.base_url}"
 
 
+def test_console_traces_go_to_stderr_and_leave_the_json_alone(server):
+    proc = magicore("solve", QUESTION, "--method", "sc", "--model", f"mock@{server.base_url}", "-k", "2", "--json",
+                    "--trace", "console")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["answer"] == "42"  # stdout is the one JSON object, nothing else
+    assert '"name": "invoke_workflow sc"' in proc.stderr and '"name": "chat mock"' in proc.stderr
+
+
 def test_magicore_json_reports_rounds_and_route(server):
     proc = magicore("solve", QUESTION, "--model", server.base_url, "-k", "3", "--json", "--reward", "verifier")
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""The easy/hard rule (DESIGN step 4) against hand-computed cases, and the calibration behind it.
+"""The easy/hard rule (step 4 of the method) against hand-computed cases, and the calibration behind it.
 
 Notation in the comments: R = ORM + prod(step scores) (0 for a chain with no answer),
 z = (R - mu) / sigma, p the normalised vote distribution, H = -sum p ln p, and the confidence
