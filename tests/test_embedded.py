@@ -89,6 +89,9 @@ def test_ctrl_c_stops_the_run_and_the_server():
     proc = subprocess.Popen(
         [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "-k", "8", "--max-tokens", "512"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+        # as a terminal would start it: a suite launched in the background (`cmd &`) ignores
+        # SIGINT, and a child inherits that, so Ctrl-C would be ignored by design
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (server_pids() - before):
