@@ -2,33 +2,10 @@
 `invoke_workflow magicore` root, phase 1 (solve, score) and phase 2 (route, review, refine)
 alike, with the session id, the route events and the run's totals, as under `asolve`."""
 
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from tests.test_bench import HARD, PROBLEMS, bench, scripted
 from tests.test_tracing import Tree
-
-
-@pytest.fixture(scope="module")
-def provider():
-    current = trace.get_tracer_provider()
-    if not isinstance(current, TracerProvider):
-        current = TracerProvider()
-        trace.set_tracer_provider(current)
-    return current
-
-
-@pytest.fixture
-def spans(provider):
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    processor.shutdown()
 
 
 def roots_and_tree(exporter):

@@ -10,9 +10,6 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from typing_extensions import TypedDict
 
@@ -25,24 +22,6 @@ from magicore.tools import telemetry
 from magicore.tools.llm import sample
 from tests.fakes import FakeAnswerReward
 from tests.test_graphs import HIGH, LOW, run, scripted
-
-
-@pytest.fixture(scope="module")
-def provider():
-    current = trace.get_tracer_provider()
-    if not isinstance(current, TracerProvider):
-        current = TracerProvider()
-        trace.set_tracer_provider(current)
-    return current
-
-
-@pytest.fixture
-def spans(provider):
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    processor.shutdown()
 
 
 class Tree:

@@ -141,24 +141,6 @@ def test_errors_are_chat_messages_and_the_app_keeps_working():
     assert [len(m.error) for m in reloaded.chat_message[1::2]] == [1, 1, 0, 0]
 
 
-@pytest.fixture
-def spans():
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # the host provider setup_tracing defers to
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    processor.shutdown()
-
-
 def test_tracing_toggle_shows_the_trace_id_and_link(spans, monkeypatch):
     monkeypatch.setenv("MAGICORE_TRACE_URL", "http://localhost:6006/redirects/traces/{trace_id}")
     at = app()
