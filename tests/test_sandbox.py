@@ -7,7 +7,6 @@ import ast
 import asyncio
 import errno
 import json
-import logging
 import os
 import pwd
 import socket
@@ -22,7 +21,7 @@ import pytest
 
 from magicore.tools import sandbox
 from magicore.tools.errors import InputError, SetupError
-from magicore.tools.sandbox import ExecutionResult, Mode, arun_python, run_python, sandbox_capabilities
+from magicore.tools.sandbox import Mode, arun_python, run_python, sandbox_capabilities
 from magicore.tools.sandbox_tool import PythonSandboxTool
 
 CAPS = sandbox_capabilities()
@@ -174,7 +173,7 @@ def mode_works(mode: Mode) -> bool:
         try:
             sandbox._try_mode(mode)
             _works[key] = True
-        except (SetupError, OSError, sandbox._Unsupported, sandbox._Transient):
+        except (SetupError, OSError, sandbox.Unsupported, sandbox.Transient):
             _works[key] = False
     return _works[key]
 
@@ -403,136 +402,3 @@ def test_failing_pidfd_open_leaves_no_process_and_no_fd(monkeypatch):
         run_python("import time\ntime.sleep(30)")
     assert children() == kids  # the child was killed and reaped, not left running or a zombie
     assert sorted(os.listdir("/proc/self/fd")) == fds
-
-
-# The probe's decision logic, with made-up outcomes: no sandbox runs, no sleeping.
-
-def fake_trial(outcomes: dict[Mode, list[BaseException | None]], tried: list[Mode]):
-    """A trial that replays, per mode, a list of outcomes (None = worked); the last one repeats."""
-    def trial(mode: Mode) -> None:
-        tried.append(mode)
-        queue = outcomes.get(mode, [None])
-        outcome = queue.pop(0) if len(queue) > 1 else queue[0]
-        if outcome is not None:
-            raise outcome
-    return trial
-
-
-@pytest.mark.parametrize("root", [False, True])
-def test_probe_picks_the_strongest_mode_and_warns_about_what_is_missing(caplog, root):
-    uid = sandbox.NOBODY if root else None
-    full, no_mount = Mode(uid, True, True), Mode(uid, True, False)
-    tried: list[Mode] = []
-    trial = fake_trial({full: [sandbox._Unsupported("open_tree: Function not implemented")]}, tried)
-    with caplog.at_level(logging.WARNING, logger="magicore.sandbox"):
-        assert sandbox._select_mode(root, trial, sleep=lambda s: None) == no_mount
-    assert tried == [full, no_mount]
-    [record] = caplog.records
-    assert record.name == "magicore.sandbox" and record.levelno == logging.WARNING
-    message = record.getMessage()
-    assert "Missing: mount-namespace." in message and "open_tree" in message
-    assert "Active: " + ", ".join(no_mount.protections) in message
-
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="magicore.sandbox"):
-        assert sandbox._select_mode(root, fake_trial({}, []), sleep=lambda s: None) == full
-    assert not caplog.records  # everything active: nothing to say
-
-
-def test_probe_retries_transient_failures_instead_of_downgrading():
-    full = sandbox._candidates(ROOT)[0]
-    tried, pauses = [], []
-    busy = [sandbox._Transient("took longer than 10 s"), sandbox._Transient("EAGAIN"), None]
-    assert sandbox._select_mode(ROOT, fake_trial({full: busy}, tried), sleep=pauses.append) == full
-    assert tried == [full] * 3 and pauses == list(sandbox.PROBE_BACKOFF_S)
-
-    tried.clear()
-    always_busy = fake_trial({full: [sandbox._Transient("took longer than 10 s")]}, tried)
-    with pytest.raises(SetupError, match="overloaded"):
-        sandbox._select_mode(ROOT, always_busy, sleep=lambda s: None)
-    assert tried == [full] * sandbox.PROBE_ATTEMPTS  # no weaker mode was tried
-
-
-def test_probe_as_root_refuses_when_not_even_the_uid_drop_works():
-    tried: list[Mode] = []
-    never = fake_trial({m: [sandbox._Unsupported("setresuid: Operation not permitted")]
-                        for m in sandbox._candidates(True)}, tried)
-    with pytest.raises(SetupError, match="Refusing to run model-written code as root"):
-        sandbox._select_mode(True, never, sleep=lambda s: None)
-    assert tried == sandbox._candidates(True) and all(m.uid == sandbox.NOBODY for m in tried)
-    with pytest.raises(SetupError, match="cannot start on this machine"):  # not root: just fails
-        sandbox._select_mode(False, fake_trial({m: [sandbox._Unsupported("no")] for m in
-                                                sandbox._candidates(False)}, []), sleep=lambda s: None)
-
-
-def test_a_failed_probe_is_not_kept(monkeypatch):
-    answers = [SetupError("busy"), Mode(DROP, True, False)]
-
-    def select(root: bool) -> Mode:
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    monkeypatch.setattr(sandbox, "_mode_cache", [])
-    monkeypatch.setattr(sandbox, "_select_mode", select)
-    with pytest.raises(SetupError):
-        sandbox._probe_mode()
-    assert sandbox._probe_mode() == sandbox._probe_mode() == Mode(DROP, True, False)  # probed once more
-
-
-def result(**changes) -> ExecutionResult:
-    fields = {"stdout": "ok\n", "stderr": "", "exit_code": 0, "signal": None, "timed_out": False,
-              "output_limit_hit": False, "stdout_truncated": False, "stderr_truncated": False,
-              "duration_s": 0.1, "protections": (), "timeout": 10.0, "memory_mb": 256}
-    return ExecutionResult(**{**fields, **changes})
-
-
-@pytest.mark.parametrize("outcome, expected", [
-    (result(), None),
-    (sandbox._ChildSetupError("unshare: Operation not permitted", errno.EPERM), sandbox._Unsupported),
-    (sandbox._ChildSetupError("open_tree: Function not implemented", errno.ENOSYS), sandbox._Unsupported),
-    (sandbox._ChildSetupError("init: fork: Resource temporarily unavailable", errno.EAGAIN),
-     sandbox._Transient),
-    (sandbox._ChildSetupError("clone: Cannot allocate memory", errno.ENOMEM), sandbox._Transient),
-    (OSError(errno.EAGAIN, "fork"), sandbox._Transient),
-    (OSError(errno.ENOSYS, "pidfd_open"), SetupError),
-    (result(stdout="", exit_code=None, signal="SIGKILL", timed_out=True), sandbox._Transient),
-    (result(stdout="", exit_code=None, signal="SIGKILL"), sandbox._Transient),
-    (result(stdout="", exit_code=127, stderr="error while loading shared libraries"), sandbox._Unsupported),
-], ids=["works", "eperm", "enosys", "eagain", "enomem", "host-eagain", "host-enosys", "timeout", "killed",
-        "python-cannot-start"])
-def test_probe_outcomes_are_classified(monkeypatch, outcome, expected):
-    def execute(*args):
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    monkeypatch.setattr(sandbox, "_execute", execute)
-    if expected is None:
-        sandbox._try_mode(Mode(DROP, True, True))
-    else:
-        with pytest.raises(expected) as caught:
-            sandbox._try_mode(Mode(DROP, True, True))
-        assert type(caught.value) is not SetupError or expected is SetupError
-
-
-def test_enospc_is_transient_unless_a_namespace_limit_is_zero(monkeypatch):
-    limits = {kind: "1000\n" for kind in sandbox.NAMESPACE_LIMITS}
-    real_read = Path.read_text
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: limits[self.name[4:-11]]
-                        if self.name.startswith("max_") else real_read(self, *a, **k))
-    assert sandbox._is_transient(errno.ENOSPC)
-    limits["user"] = "0\n"  # user namespaces turned off: ENOSPC will never pass
-    assert not sandbox._is_transient(errno.ENOSPC)
-
-
-@pytest.mark.skipif("mount-namespace" not in CAPS, reason="no mount namespace here")
-def test_child_reports_the_errno_of_a_failed_layer(monkeypatch):
-    binds, links = sandbox._layout()
-    monkeypatch.setattr(sandbox, "_layout", lambda: (binds + ["/nonexistent-magicore"], links))
-    with pytest.raises(sandbox._ChildSetupError) as caught:
-        sandbox._execute(Mode(DROP, True, True), "print('ok')", 10.0, 256, 1000, 4, None)
-    assert caught.value.errno == errno.ENOENT and "open_tree /nonexistent-magicore" in str(caught.value)
-    with pytest.raises(sandbox._Unsupported):
-        sandbox._try_mode(Mode(DROP, True, True))

@@ -3,15 +3,14 @@
 Hand-written: no well-kept library sandboxes a Python snippet with namespaces and rlimits
 without a daemon or a container runtime (bubblewrap and nsjail are C programs to install, Docker
 and gVisor need a daemon, RestrictedPython restricts the language, not the process). The child
-side lives in `_sandbox_setup.py`; docs/sandbox.md says what is and is not protected.
+side lives in `_sandbox_setup.py`, the choice of layers in `_sandbox_probe.py`; docs/sandbox.md
+says what is and is not protected.
 Imports only the standard library, langchain_core and magicore.tools.errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import logging
 import marshal
 import math
 import os
@@ -29,42 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from magicore.tools import telemetry
+from magicore.tools._sandbox_probe import (
+    NOBODY, PROBE_TIMEOUT_S, TRANSIENT_ERRNOS, Mode, Transient, Unsupported, is_transient, select_mode,
+)  # fmt: skip
 from magicore.tools.errors import InputError, SetupError
 
-NOBODY = 65534
 WORKDIR_MB = 64  # size of the sandbox's writable /tmp (memory-backed, gone afterwards)
 FILE_MB = 16  # RLIMIT_FSIZE
 OPEN_FILES = 256  # RLIMIT_NOFILE
 KILL_AFTER_EXCESS = 1 << 20  # output bytes past the bound after which the program is killed
 GRACE_S = 2.0  # how long to wait for the pipes to close once the program is gone
-ALWAYS = ("rlimits", "no-new-privs", "empty-env", "temp-dir", "isolated-mode")
-NAMESPACES = ("user-namespace", "network-namespace", "pid-namespace", "ipc-namespace")
 HOSTNAME = "sandbox"  # the program's hostname (its own UTS namespace), never the host's
-PROBE_TIMEOUT_S = 10.0  # for the probe's tiny program; a timeout is retried, never a downgrade
-PROBE_ATTEMPTS = 3  # tries per mode when the failure may pass (timeout, EAGAIN, ENOMEM...)
-PROBE_BACKOFF_S = (0.5, 2.0)  # pause before the 2nd and 3rd tries
-# errno values that say "the machine is busy", not "this layer cannot work here"
-TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.ENOMEM, errno.EINTR, errno.EMFILE, errno.ENFILE,
-                              errno.EBUSY})
-NAMESPACE_LIMITS = ("user", "net", "pid", "ipc", "uts", "mnt")  # /proc/sys/user/max_*_namespaces
-
-log = logging.getLogger("magicore.sandbox")
-
-
-@dataclass(frozen=True)
-class Mode:
-    """Which layers to build; chosen once per process by probing (see `_probe_mode`)."""
-
-    uid: int | None  # drop to this uid (only when running as root)
-    userns: bool  # user + network + pid + ipc + uts namespaces
-    mountns: bool  # private read-only root with only the system and Python directories
-
-    @property
-    def protections(self) -> tuple[str, ...]:
-        layers = NAMESPACES if self.userns else ()
-        layers += ("mount-namespace",) if self.mountns else ()
-        layers += ("unprivileged-uid",) if self.uid is not None else ()
-        return layers + ALWAYS
 
 
 @dataclass(frozen=True)
@@ -168,14 +142,6 @@ class _ChildSetupError(SetupError):
         self.errno = errno_
 
 
-class _Unsupported(Exception):
-    """A layer cannot work on this machine: the probe moves on to a weaker mode."""
-
-
-class _Transient(Exception):
-    """The probe's run failed for a reason that may pass (load, a full process table): try again."""
-
-
 _PROBE_LOCK = threading.Lock()
 _mode_cache: list[Mode] = []  # the chosen mode, once a probe has succeeded; failures are not kept
 
@@ -185,93 +151,30 @@ def _probe_mode() -> Mode:
     A probe that fails raises SetupError and keeps nothing, so the next call probes again."""
     with _PROBE_LOCK:  # one probe at a time: concurrent first calls wait for its answer
         if not _mode_cache:
-            _mode_cache.append(_select_mode(os.geteuid() == 0))
+            _mode_cache.append(select_mode(os.geteuid() == 0, _try_mode))
         return _mode_cache[0]
 
 
-def _candidates(root: bool) -> list[Mode]:
-    """Strongest first. As root, every mode drops to NOBODY: model code never runs as root."""
-    uid = NOBODY if root else None
-    return [Mode(uid, True, True), Mode(uid, True, False), Mode(uid, False, False)]
-
-
-def _select_mode(root: bool, trial: Any = None, sleep: Any = time.sleep) -> Mode:
-    """Try each mode, strongest first, with a tiny program (`trial`, by default `_try_mode`).
-
-    A mode is given up only when a layer really cannot be set up (`_Unsupported`). A failure that
-    may pass (`_Transient`: a timeout under load, EAGAIN on fork) is retried PROBE_ATTEMPTS times
-    and then raised as SetupError rather than taken as a reason to run with fewer layers. Any
-    mode weaker than the strongest is logged as a warning naming what is active and what is not.
-    Running as root, when not even the drop to an unprivileged uid works: SetupError."""
-    trial = trial or _try_mode
-    candidates = _candidates(root)
-    dropped: list[str] = []
-    for mode in candidates:
-        for attempt in range(1, PROBE_ATTEMPTS + 1):
-            try:
-                trial(mode)
-            except _Unsupported as exc:
-                dropped.append(f"with {_layers(mode)}: {exc}")
-                break
-            except _Transient as exc:
-                if attempt == PROBE_ATTEMPTS:
-                    raise SetupError(
-                        f"The Python sandbox could not be checked on this machine ({exc}; "
-                        f"{attempt} tries with {_layers(mode)}). It is probably overloaded; "
-                        "try again later.") from None
-                log.info("Python sandbox probe with %s failed (%s); trying again", _layers(mode), exc)
-                sleep(PROBE_BACKOFF_S[min(attempt, len(PROBE_BACKOFF_S)) - 1])
-            else:
-                if mode != candidates[0]:
-                    missing = [p for p in candidates[0].protections if p not in mode.protections]
-                    log.warning("Python sandbox: weaker protection on this machine. Missing: %s. "
-                                "Active: %s. Why: %s", ", ".join(missing), ", ".join(mode.protections),
-                                "; ".join(dropped))
-                return mode
-    if root:
-        raise SetupError("Refusing to run model-written code as root: the Python sandbox could not even "
-                         f"switch it to an unprivileged uid ({'; '.join(dropped)}). Run magicore as an "
-                         "ordinary user, or where user namespaces or setuid are allowed.")
-    raise SetupError(f"The Python sandbox cannot start on this machine ({'; '.join(dropped)}).")
-
-
-def _layers(mode: Mode) -> str:
-    return ", ".join(p for p in mode.protections if p not in ALWAYS) or "no namespaces"
-
-
 def _try_mode(mode: Mode) -> None:
-    """Run `print('ok')` in `mode`. Returns if it worked; raises _Unsupported when a layer cannot be
+    """Run `print('ok')` in `mode`. Returns if it worked; raises Unsupported when a layer cannot be
     built here (the child reported a permanent error, or the program could not start inside),
-    _Transient when the failure may pass, SetupError when the host cannot run any sandbox."""
+    Transient when the failure may pass, SetupError when the host cannot run any sandbox."""
     try:
         res = _execute(mode, "print('ok')", PROBE_TIMEOUT_S, 256, 1000, 4, None)
     except _ChildSetupError as exc:
-        raise (_Transient if _is_transient(exc.errno) else _Unsupported)(str(exc)) from None
+        raise (Transient if is_transient(exc.errno) else Unsupported)(str(exc)) from None
     except OSError as exc:  # on the host side (pipe, fork, pidfd): no weaker mode would help
         if exc.errno in TRANSIENT_ERRNOS:
-            raise _Transient(f"the host could not start the sandbox: {exc}") from None
+            raise Transient(f"the host could not start the sandbox: {exc}") from None
         raise SetupError(f"The Python sandbox cannot start on this machine ({exc}).") from None
     if res.exit_code == 0 and res.stdout == "ok\n":
         return
     if res.timed_out:
-        raise _Transient(f"the test program took longer than {PROBE_TIMEOUT_S:g} s")
+        raise Transient(f"the test program took longer than {PROBE_TIMEOUT_S:g} s")
     if res.signal is not None:
-        raise _Transient(f"the test program was killed by {res.signal}")
+        raise Transient(f"the test program was killed by {res.signal}")
     tail = res.stderr.strip()[-300:].replace("\n", " ") or "no error output"
-    raise _Unsupported(f"the test program {res.summary()} ({tail})")
-
-
-def _is_transient(number: int) -> bool:
-    """ENOSPC from unshare is a full namespace table (passes) unless a limit is 0 (it never will)."""
-    if number == errno.ENOSPC:
-        for kind in NAMESPACE_LIMITS:
-            try:
-                if Path(f"/proc/sys/user/max_{kind}_namespaces").read_text().strip() == "0":
-                    return False
-            except OSError:
-                pass
-        return True
-    return number in TRANSIENT_ERRNOS
+    raise Unsupported(f"the test program {res.summary()} ({tail})")
 
 
 def _validate(source, timeout, memory_mb, max_output_bytes, max_processes, stdin) -> None:
