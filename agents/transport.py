@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import weakref
 from typing import Literal
 
 from langchain_openai import ChatOpenAI
+
+from magicore.tools.loop_local import LoopLocal
 
 
 class OpenAICompatibleChat(ChatOpenAI):
@@ -54,56 +55,23 @@ class OpenAICompatibleChat(ChatOpenAI):
 
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
 
-#: Per event loop, by id(loop): (weak reference to the loop, its session, the keeper that closes
-#: it). Not a WeakKeyDictionary keyed by the loop: the session holds its loop, so such an entry
-#: would keep its own key alive and never go. The keeper drops the entry when the loop finishes.
-_sessions: dict[int, tuple[weakref.ref, object, object]] = {}
 _RETRY_STATUS = frozenset({408, 409, 429})
 
 
-async def _session_keeper(key: int, session):
-    """Holds a loop's session; `asyncio.run` finalizes async generators at shutdown
-    (`loop.shutdown_asyncgens`), which closes the session and forgets it before its loop
-    closes, so neither the session nor the loop outlives the run."""
-    try:
-        yield session
-    finally:
-        try:
-            await session.close()
-        finally:
-            _forget(key, session)
+def _new_session():
+    import aiohttp
+
+    # No total limit: tools/llm.py bounds the requests in flight per server.
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
 
 
-def _forget(key: int, session) -> None:
-    entry = _sessions.get(key)
-    if entry is not None and entry[1] is session:
-        _sessions.pop(key, None)
-
-
-def _forget_finished_loops() -> None:
-    """Drop the sessions of loops that closed without finalizing their async generators
-    (`loop.close()` straight after `run_until_complete`): they can no longer be closed on their
-    loop, so they are left to the garbage collector rather than kept forever."""
-    for key, (loop_ref, session, _keeper) in list(_sessions.items()):
-        loop = loop_ref()
-        if loop is None or loop.is_closed():
-            _forget(key, session)
+#: The running loop's session, closed and forgotten when the loop finishes.
+_sessions: LoopLocal = LoopLocal(_new_session, close=lambda session: session.close(),
+                                 usable=lambda session: not session.closed)
 
 
 async def _shared_session():
-    import aiohttp
-
-    loop = asyncio.get_running_loop()
-    entry = _sessions.get(id(loop))
-    if entry is not None and entry[0]() is loop and not entry[1].closed:
-        return entry[1]
-    _forget_finished_loops()
-    # No total limit: tools/llm.py bounds the requests in flight per server.
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
-    keeper = _session_keeper(id(loop), session)
-    _sessions[id(loop)] = (weakref.ref(loop), session, keeper)
-    await keeper.__anext__()  # runs to the yield without suspending
-    return session
+    return await _sessions.get()
 
 
 def _httpx_module():

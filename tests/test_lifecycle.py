@@ -63,9 +63,9 @@ def chat_server():
 
 @pytest.fixture
 def chat(chat_server):
-    before = dict(transport._sessions)
+    before = len(transport._sessions)
     yield OpenAICompatibleChat(model="m", base_url=chat_server, api_key="k", max_retries=0)
-    assert transport._sessions == before
+    assert len(transport._sessions) == before
 
 
 def _run_in_loops(chat, runs: int, run=asyncio.run):
@@ -89,7 +89,7 @@ def _run_in_loops(chat, runs: int, run=asyncio.run):
 
 def test_each_asyncio_run_closes_and_forgets_its_session(chat):
     sessions, loops = _run_in_loops(chat, 5)
-    assert transport._sessions == {}
+    assert len(transport._sessions) == 0
     closed = [ref() is None or ref().closed for ref in sessions]
     gc.collect()
     assert closed == [True] * 5
@@ -111,7 +111,7 @@ def test_a_loop_closed_without_finalizing_is_forgotten_by_the_next(chat):
         warnings.simplefilter("ignore", ResourceWarning)
         asyncio.run(_one_request(chat))
         gc.collect()
-    assert transport._sessions == {}
+    assert len(transport._sessions) == 0
     assert [ref() for ref in sessions + loops] == [None] * 6
 
 
@@ -129,7 +129,7 @@ async def test_a_running_loop_reuses_one_session(chat):
     second = await transport._shared_session()
     assert second is not first and not second.closed
     await second.close()
-    transport._forget(id(asyncio.get_running_loop()), second)
+    transport._sessions.forget(second)
 
 
 # -- the embedded server -----------------------------------------------------------------------

@@ -238,7 +238,7 @@ def test_sync_wrappers_leave_no_client_open(replay, clients):
         rm.score_outcome(fx["inputs"]["question"], fx["inputs"]["solution"])
     assert len(clients) == 6  # one per asyncio.run
     assert all(ref() is None or ref().is_closed for ref in clients)
-    assert rm._client is None and rm._keeper is None
+    assert len(rm._clients) == 0
     gc.collect()
     assert [ref() for ref in clients] == [None] * 6
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import contextvars
 import json
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,16 +26,14 @@ from opentelemetry.trace import SpanKind
 
 from magicore.tools import telemetry
 from magicore.tools.errors import ModelError
+from magicore.tools.loop_local import LoopLocal
 
 Messages = Sequence[BaseMessage | tuple[str, str]]
 
 #: Per (server, model): whether `n` is honoured. Absent means not yet known.
 _n_honoured: dict[tuple, bool] = {}
-#: Per event loop, by id(loop): (weak reference to the loop, {(server, model): the semaphore
-#: bounding requests in flight}). Not a WeakKeyDictionary keyed by the loop: a semaphore that had
-#: to wait holds its loop, so such an entry keeps its own key alive and is never dropped. Entries
-#: of closed loops are dropped when a new loop asks, so at most one finished loop's remain.
-_limits: dict[int, tuple[weakref.ref, dict]] = {}
+#: Per event loop: {(server, model): the semaphore bounding requests in flight}.
+_limits: LoopLocal[dict[tuple, asyncio.Semaphore]] = LoopLocal(dict)
 
 
 @dataclass
@@ -110,16 +107,8 @@ def model_label(model: BaseChatModel) -> str:
     return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
 
 
-def _semaphore(model: BaseChatModel) -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    entry = _limits.get(id(loop))
-    if entry is None or entry[0]() is not loop:
-        for loop_id, (ref, _) in list(_limits.items()):
-            other = ref()
-            if other is None or other.is_closed():
-                _limits.pop(loop_id, None)
-        entry = _limits[id(loop)] = (weakref.ref(loop), {})
-    per_loop = entry[1]
+async def _semaphore(model: BaseChatModel) -> asyncio.Semaphore:
+    per_loop = await _limits.get()
     key = model_key(model)
     if key not in per_loop:
         limit = (model.metadata or {}).get("magicore_max_concurrency", 8)
@@ -211,7 +200,7 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
     extra = params.pop("extra", None) or {}
     kwargs = {**_request_kwargs(model, n=n if n > 1 else None, **params), **extra}
     messages = convert_to_messages(messages)
-    async with _semaphore(model):
+    async with await _semaphore(model):
         attributes = _chat_attributes(model, n, params) if telemetry.enabled() else None
         with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT, attributes=attributes) as span:
             try:
@@ -271,15 +260,6 @@ _ROLES = {"system": "system", "developer": "system", "human": "user", "ai": "ass
           "tool": "tool", "function": "tool"}  # fmt: skip
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks: keep the text ones
-        return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content
-                       if isinstance(b, str) or (isinstance(b, dict) and b.get("type") == "text"))  # fmt: skip
-    return str(content)
-
-
 def _parts(text: str, tool_calls: Sequence[dict] = ()) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = [{"type": "text", "content": text}] if text or not tool_calls else []
     for call in tool_calls:
@@ -295,8 +275,8 @@ def _message_json(m: BaseMessage) -> dict[str, Any]:
     role = _ROLES.get(role, role)
     if role == "tool":
         call_id = getattr(m, "tool_call_id", None) or getattr(m, "name", None)
-        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": call_id, "response": _text(m.content)}]}
-    return {"role": role, "parts": _parts(_text(m.content), getattr(m, "tool_calls", None) or [])}
+        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": call_id, "response": m.text}]}
+    return {"role": role, "parts": _parts(m.text, getattr(m, "tool_calls", None) or [])}
 
 
 async def sample(

@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 
 from ..errors import InputError, ModelError
+from ..loop_local import LoopLocal
 from .base import RewardModel
 
 QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -120,52 +121,25 @@ class VLLMRewardModel(RewardModel):
         key = api_key or os.environ.get("MAGICORE_VLLM_API_KEY") or os.environ.get("VLLM_API_KEY")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._transport = transport  # tests record the exchanges through their own transport
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._keeper = None  # closes the client when its loop finishes; loops track it weakly
+        # One client (one connection pool) per event loop: its connections belong to the loop
+        # that opened them, and the synchronous wrappers run each call in a fresh loop.
+        self._clients: LoopLocal[httpx.AsyncClient] = LoopLocal(
+            lambda: httpx.AsyncClient(timeout=self.timeout, headers=self._headers, transport=self._transport),
+            close=lambda client: client.aclose(), usable=lambda client: not client.is_closed,
+        )
         self.name = "vllm(" + " + ".join(m for m in (prm_model, orm_model) if m) + ")"
 
     # -- transport ---------------------------------------------------------------------------
 
-    async def _http(self) -> httpx.AsyncClient:
-        # One client (one connection pool) per event loop: its connections belong to the loop
-        # that opened them, and the synchronous wrappers run each call in a fresh loop. A keeper
-        # closes the client when its loop finishes (asyncio.run finalizes async generators before
-        # closing the loop), so no call leaves a client or its connections open; a client left by
-        # a loop that closed without finalizing is closed, as far as that is still possible, when
-        # the next loop replaces it.
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is loop and not self._client.is_closed:
-            return self._client
-        stale = self._client
-        client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers, transport=self._transport)
-        keeper = self._client_keeper(client)
-        # Installed before anything awaits, so concurrent requests of this loop share it.
-        self._client, self._client_loop, self._keeper = client, loop, keeper
-        await keeper.__anext__()  # runs to its yield without suspending
-        if stale is not None:
-            await _close_quietly(stale)
-        return client
-
-    async def _client_keeper(self, client: httpx.AsyncClient):
-        try:
-            yield
-        finally:
-            if self._client is client:
-                self._client, self._client_loop, self._keeper = None, None, None
-            await _close_quietly(client)
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client, self._client_loop = self._client, None, None
-            await _close_quietly(client)
+        await self._clients.close_all()
 
     async def _pool(self, base_url: str, body: dict[str, Any], n_inputs: int) -> list[Any]:
         """POST /pooling; return each input's ``data`` in input order, or raise ModelError."""
         url = f"{base_url}/pooling"
         what = f"the vLLM server at {base_url} (model {body.get('model')!r})"
         try:
-            resp = await (await self._http()).post(url, json=body)
+            resp = await (await self._clients.get()).post(url, json=body)
         except httpx.TimeoutException:
             raise ModelError(f"{what} did not answer within {self.timeout:g} s.") from None
         except httpx.ConnectError:
@@ -280,13 +254,6 @@ class VLLMRewardModel(RewardModel):
                 f"the vLLM server at {self.orm_base_url} (model {self.orm_model!r}) returned an "
                 f"outcome score magicore cannot read ({exc})."
             ) from None
-
-
-async def _close_quietly(client: httpx.AsyncClient) -> None:
-    try:
-        await client.aclose()
-    except RuntimeError:  # opened on a loop that is gone; nothing left to release
-        pass
 
 
 def _server_root(url: str) -> str:
