@@ -83,7 +83,10 @@ def prepare_turn(question: str, settings: Settings) -> Turn:
                               max_tokens=settings.max_tokens or None)  # fmt: skip
     except ValueError as error:
         raise InputError(str(error).splitlines()[0]) from error
-    graph = build_graph(method, model=model, reward=reward, config=config, checkpointer=False)
+    # the UI looks the saved calibration up itself (below), also for factory models, which have
+    # no spec for build_graph to find it by
+    graph = build_graph(method, model=model, reward=reward, config=config, checkpointer=False,
+                        saved_calibration=False)
     calibration = load_calibration(cal_key, reward) if method == "magicore" else None
     meta = {"method_label": METHOD_LABELS[method], "model": model_label(settings, model), "reward": reward,
             "k": config.k, "max_rounds": settings.rounds, "temperature": settings.temperature}  # fmt: skip

@@ -57,7 +57,6 @@ def run(args) -> int:
 
     from magicore.agents.questions import check_question
     from magicore.graphs.api import asolve
-    from magicore.graphs.calibration import load_calibration
     from magicore.ui.cli import EXIT_NO_ANSWER, method_config
     from magicore.ui.progress import Progress
     from magicore.ui.render import explain, print_result
@@ -71,13 +70,12 @@ def run(args) -> int:
     config = method_config(k=args.k or 8, temperature=args.temperature, top_p=args.top_p,
                            max_tokens=args.max_tokens, seed=args.seed, **rounds)  # fmt: skip
     rt = runtime_from_args(args)
-    calibration = load_calibration(rt.model_spec, rt.reward_spec) if args.method == "magicore" else None
     progress = Progress(config.k if args.method != "self-refine" else 1)
     try:
         result = asyncio.run(asolve(
             question, method=args.method, model=rt.model, reviewer_model=rt.reviewer_model,
             refiner_model=rt.refiner_model, reward=rt.reward_spec if args.method in ("magicore", "bok") else None,
-            config=config, family=None if args.task == "auto" else args.task, calibration=calibration,
+            config=config, family=None if args.task == "auto" else args.task,
             on_event=progress, reviewer_tools=args.reviewer_tools,
         ))  # fmt: skip
     finally:
