@@ -72,6 +72,7 @@ class State(TypedDict, total=False):
     # working state
     pending: Annotated[list[Chain], operator.add]
     pool: list[Chain]
+    latest: list[Chain]  # the chains the last score node scored (the newest refinements)
     round: int
     reviews: Annotated[list[Review], operator.add]
     refinements: Annotated[list[Chain], operator.add]  # every refined chain, kept or not

@@ -79,6 +79,12 @@ def track_usage():
         _sinks.reset(token)
 
 
+def charge_usage(used: Usage) -> None:
+    """Count `used` in the enclosing `track_usage` scopes as if the calls had been made here
+    (a replayed sample or a cached score charges what it cost when it was computed)."""
+    _record(used)
+
+
 def _record(used: Usage) -> None:
     for sink in _sinks.get():
         sink.llm_calls += used.llm_calls
