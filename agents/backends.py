@@ -34,6 +34,8 @@ DEFAULT_SPEC = "embedded"
 ENV_VAR = "MAGICORE_MODEL"
 PROVIDERS = ("embedded", "openai", "vllm", "llamacpp", "ollama", "sglang", "openai-compatible")
 OPENAI_URL = "https://api.openai.com/v1"
+SERVER_TIMEOUT = 120.0
+EMBEDDED_TIMEOUT = 900.0
 
 Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]
 
@@ -131,7 +133,7 @@ def list_served_models(base_url: str, key: str, timeout: float) -> list[str]:
 def chat_model(
     spec: str | ModelSpec | None = None,
     *,
-    timeout: float = 120.0,
+    timeout: float | None = None,
     max_retries: int = 2,
     max_tokens: int | None = None,
     max_concurrency: int | None = None,
@@ -144,6 +146,8 @@ def chat_model(
     magicore reads.
 
     Args:
+        timeout: seconds to wait for one response (default 120; 900 for the embedded model,
+            whose chains share a CPU and can take minutes each on a slow or busy machine).
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
             else 2 for the embedded model, 64 for vLLM and SGLang, 16 for other servers). A vLLM server batches far
             more; raising it shortens MAgICoRe's review and refine waves (docs/bench.md).
@@ -158,8 +162,10 @@ def chat_model(
         # one at a time, and two in flight keep it busy without queueing requests to time out.
         concurrency = server.parallel if server.binary else 2
         max_tokens = max_tokens or 1024
+        timeout = timeout or EMBEDDED_TIMEOUT
     else:
         key = api_key(spec)
+        timeout = timeout or SERVER_TIMEOUT
         base_url, provider = spec.base_url, spec.provider
         model = spec.model
         if model is None:

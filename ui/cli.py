@@ -91,8 +91,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, roles: bool = False) -
     parser.add_argument("--reward", metavar="SPEC",
                         help="reward backends, e.g. 'verifier' or 'prm=judge*verifier,orm=judge' "
                              "(default: suits the model; see README)")  # fmt: skip
-    parser.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
-                        help="seconds to wait for one model response (default 120)")  # fmt: skip
+    parser.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                        help="seconds to wait for one model response (default 120; 900 for the embedded model)")  # fmt: skip
     parser.add_argument("--trace", metavar="EXPORTER",
                         help="send OpenTelemetry traces to console, otlp (OTEL_EXPORTER_OTLP_* settings) "
                              "or jsonl:PATH; several comma-separated")  # fmt: skip
