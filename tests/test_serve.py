@@ -301,7 +301,7 @@ def test_a_key_is_required_when_set(mock, model, tmp_path):
         ask = {"model": "magicore-sc", "messages": [{"role": "user", "content": QUESTION}], "k": 1}
         missing = httpx.post(locked.base_url + "/chat/completions", json=ask, timeout=30)
         with pytest.raises(openai.AuthenticationError) as wrong:
-            client(locked, api_key="guess").chat.completions.create(**ask)
+            client(locked, api_key="guess").chat.completions.create(model="magicore-sc", messages=ask["messages"])
         with pytest.raises(openai.AuthenticationError):
             client(locked, api_key="guess").models.list()
         ok = client(locked, api_key="s3cret").chat.completions.create(

@@ -289,6 +289,14 @@ def create_app(engine: Engine, conversations: Conversations, *, api_key: str | N
     routes = [Route("/health", service.health, methods=["GET"]),
               Route("/v1/models", service.models, methods=["GET"]),
               Route("/v1/chat/completions", service.chat, methods=["POST"])]  # fmt: skip
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _api_error})
+    from langgraph.errors import GraphRecursionError
+
+    from magicore.tools.errors import MagicoreError
+
+    # Known failures are answered here; anything else also reaches `Exception`, whose handler
+    # answers the client and lets the server log the traceback (errors.from_exception logs it too).
+    handlers = {HTTPException: _http_error, APIError: _api_error, MagicoreError: _api_error,
+                GraphRecursionError: _api_error, Exception: _api_error}  # fmt: skip
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.service = service
     return app
