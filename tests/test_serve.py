@@ -397,3 +397,15 @@ def test_traces_carry_the_conversation_as_session_and_the_client_gets_the_trace_
     trace = [s for s in records if s["context"]["trace_id"] == "0x" + info["trace_id"]]
     assert {s["name"] for s in trace} >= {"invoke_workflow sc", "invoke_agent solver"}
     assert all(s["attributes"]["session.id"] == "chat-7" for s in trace)
+
+
+def test_replies_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(server):
+    # with Nagle's algorithm on the server's sockets, each reply waited ~40 ms for the client's ACK
+    with httpx.Client(timeout=10) as http:
+        http.get(server.root + "/health")
+        times = []
+        for _ in range(21):
+            started = time.perf_counter()
+            http.get(server.root + "/health")
+            times.append(time.perf_counter() - started)
+    assert sorted(times)[10] < 0.025, times
