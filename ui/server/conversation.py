@@ -82,6 +82,11 @@ async def _sqlite(path: Path) -> AsyncIterator:
     except (OSError, aiosqlite.Error) as error:
         raise InputError(f"cannot open the conversation store {path}: {error}") from None
     try:
+        # Write-ahead logging, synced at checkpoints: a turn costs one append to the log instead of
+        # a synced rewrite, and readers never wait for the writer. A turn survives the server
+        # crashing; the latest ones may be lost if the machine loses power.
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
         saver = AsyncSqliteSaver(conn)
         await saver.setup()
         yield saver
