@@ -210,6 +210,8 @@ def raw(server, body, headers=None):
     ({"model": "magicore-sc", "messages": [{"role": "user", "content": "hi"}], "reward": "verifier"}, 400,
      "does not score chains", "reward"),
     ({"model": "magicore", "messages": [{"role": "user", "content": "   "}]}, 400, "The question is empty", None),
+    ({"model": "magicore", "messages": [{"role": "user", "content": ""}], "stream": True}, 400,
+     "The question is empty", None),
     ({"model": "magicore", "messages": [{"role": "user", "content": "x" * 20_001}]}, 400,
      "the limit is 20,000", None),
     ({"model": "magicore", "messages": [{"role": "assistant", "content": "hi"}]}, 400,
@@ -278,7 +280,7 @@ def test_a_full_server_gets_429_with_retry_after(mock, model, tmp_path):
             extra_body={"k": 1}).choices[0].message.content == "42"
     assert caught.value.status_code == 429
     assert caught.value.response.headers["retry-after"].isdigit()
-    assert "busy with 1 runs" in caught.value.message
+    assert "busy with 1 run, its limit" in caught.value.message
     assert "Traceback" not in busy.stderr()
 
 
@@ -311,6 +313,32 @@ def test_a_key_is_required_when_set(mock, model, tmp_path):
     assert wrong.value.status_code == 401 and "not valid" in wrong.value.message
     assert ok.choices[0].message.content == "42"
     assert len(model.settings.requests) == 1  # only the request with the key reached the model
+
+
+def test_start_up_problems_are_one_line(mock, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    def serve(*args):
+        return subprocess.run([sys.executable, "-m", "magicore.ui.cli", "serve", "--checkpoint", "memory",
+                               "--model", f"mock-model@{mock.base_url}", *args],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cases = [(("--port", str(taken.getsockname()[1])), "cannot listen on 127.0.0.1:"),
+                 (("-k", "20"), "-k 20 is more than --max-k 16"),
+                 (("--max-question-chars", "50000"), "--max-question-chars is at most 20000"),
+                 (("--reward", "bogus"), "bogus"),
+                 (("--checkpoint", str(tmp_path / "a-file" / "x.sqlite")), None)]  # fmt: skip
+        (tmp_path / "a-file").write_text("not a directory")
+        for args, fragment in cases:
+            proc = serve(*args)
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert proc.returncode == 1 and len(lines) == 1, (args, proc.stderr)
+            assert lines[0].startswith("magicore: error: ") and (fragment is None or fragment in lines[0]), lines
 
 
 # A client that goes away

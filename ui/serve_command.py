@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", type=nonnegative_int, default=5,
                         help="most refinement rounds a request may ask for (default 5)")  # fmt: skip
     parser.add_argument("--max-question-chars", type=positive_int, default=20_000,
-                        help="longest question, earlier turns included (default 20000)")  # fmt: skip
+                        help="longest question, earlier turns included (default and most: 20000)")  # fmt: skip
     parser.add_argument("--max-body-kb", type=positive_int, default=1024,
                         help="largest request body in KiB (default 1024)")  # fmt: skip
 
@@ -52,6 +52,10 @@ def run(args) -> int:
         from magicore.tools.errors import SetupError
 
         raise SetupError("magicore serve needs: pip install 'magicore[serve]'") from None
+    from magicore.agents.questions import MAX_QUESTION_CHARS
+
+    if args.max_question_chars > MAX_QUESTION_CHARS:
+        raise InputError(f"--max-question-chars is at most {MAX_QUESTION_CHARS}, about what fits in the model's context")
     if args.k > args.max_k:
         raise InputError(f"-k {args.k} is more than --max-k {args.max_k}")
     limits = Limits(max_runs=args.max_runs, max_k=args.max_k, max_rounds=args.max_rounds,

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from magicore.agents.questions import check_question
 from magicore.ui.server import schema
 from magicore.ui.server.conversation import Conversations, compose, new_id
 from magicore.ui.server.errors import APIError, from_exception
@@ -47,7 +48,8 @@ class Slots:
     def acquire(self) -> None:
         if self.active >= self.limit:
             wait = max(1, math.ceil(statistics.median(self._seconds))) if self._seconds else 1
-            raise APIError(429, f"the server is busy with {self.limit} runs, its limit; try again in {wait} s",
+            runs = f"{self.limit} run{'s' if self.limit != 1 else ''}"
+            raise APIError(429, f"the server is busy with {runs}, its limit; try again in {wait} s",
                            code="server_busy", headers={"Retry-After": str(wait)})  # fmt: skip
         self.active += 1
 
@@ -123,6 +125,7 @@ class Service:
             message, param = _validation_message(error)
             raise APIError(400, message, code="invalid_request", param=param) from None
         question, earlier = self._split(req)
+        question = check_question(question, max_chars=limits.max_question_chars)
         plan = await self.engine.plan(req)
         self.slots.acquire()  # given back when the run ends, however it ends (Turn.start)
         turn = Turn(self, req, plan, question, earlier)
@@ -194,11 +197,9 @@ class Turn:
 
     async def run(self, on_event: Callable[[dict], None] | None = None):
         """Solve the question in its conversation's context and keep the turn; the RunResult."""
-        from magicore.agents.questions import check_question
         from magicore.graphs.api import asolve
 
-        limits = self.service.engine.limits
-        question = check_question(self.question, max_chars=limits.max_question_chars)
+        limits, question = self.service.engine.limits, self.question
         store = self.service.conversations
         lock = self.service.lock(self.conversation_id) if self.req.conversation_id else asyncio.Lock()
         async with lock:
