@@ -12,6 +12,7 @@ tracing session id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import operator
@@ -117,8 +118,12 @@ async def _postgres(url: str) -> AsyncIterator:
     try:
         saver = AsyncPostgresSaver(pool)
         # Replicas starting together would race to create the tables: one sets up at a time.
+        # The lock is polled, not waited for: the setup builds indexes CONCURRENTLY, which waits
+        # for every statement in progress, and a replica blocked in pg_advisory_lock would be one
+        # (a deadlock Postgres cannot see, the lock being held by another connection).
         async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+            while not await _try_lock(conn):
+                await asyncio.sleep(0.2)
             try:
                 await saver.setup()
             finally:
@@ -126,6 +131,11 @@ async def _postgres(url: str) -> AsyncIterator:
         yield saver
     finally:
         await pool.close()
+
+
+async def _try_lock(conn) -> bool:
+    cursor = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_SETUP_LOCK,))
+    return bool((await cursor.fetchone())["ok"])
 
 
 class Conversations:
