@@ -74,7 +74,8 @@ def table(rows: list[Row]) -> str:
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r.concurrency} | {r.requests} | {r.method_ms:.0f} ms | {r.client_ms:.0f} ms | "
-                     f"{r.overhead_ms:.1f} ms | {r.overhead_p90_ms:.1f} ms | {r.ratio:.2f}x | {r.per_second:.1f} |")  # fmt: skip
+                     f"{r.overhead_ms:.1f} ms | {r.overhead_p90_ms:.1f} ms | {r.ratio:.2f}x | "
+                     f"{r.per_second:.1f} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -183,6 +183,22 @@ async def test_32_requests_at_once_all_succeed_and_run_together(server, model):
     assert server.health()["runs"] == {"active": 0, "limit": 32}
 
 
+async def test_langchain_chat_openai_32_at_once_and_its_errors(server, model):
+    from langchain_openai import ChatOpenAI
+
+    model.settings.latency = 0.5
+    llm = ChatOpenAI(model="magicore-sc", base_url=server.base_url, api_key="unused", max_retries=0,
+                     extra_body={"k": 1})  # fmt: skip
+    started = time.perf_counter()
+    answers = await llm.abatch([f"{QUESTION} ({i})" for i in range(32)], config={"max_concurrency": 32})
+    assert [a.content for a in answers] == ["42"] * 32 and len(model.settings.requests) == 32
+    assert time.perf_counter() - started < 8.0
+    with pytest.raises(openai.BadRequestError) as caught:
+        await ChatOpenAI(model="magicore", base_url=server.base_url, api_key="unused", max_retries=0,
+                         extra_body={"k": 99}).ainvoke(QUESTION)  # fmt: skip
+    assert "k is 99" in caught.value.message
+
+
 # Errors
 
 
@@ -390,7 +406,8 @@ def test_a_conversation_keeps_its_history_across_turns_and_restarts(mock, model,
             extra_body={"k": 1, "conversation_id": cid})
         prompt = prompt_text(model.settings.requests[0])
         assert "Earlier in this conversation" in prompt
-        assert "User: What is 40 + 2?" in prompt and "Assistant: 42" in prompt and "New question: And doubled?" in prompt
+        assert "User: What is 40 + 2?" in prompt and "Assistant: 42" in prompt
+        assert "New question: And doubled?" in prompt
         # a third turn sees both earlier ones, and the request's own earlier messages are not used
         model.settings.requests.clear()
         third = client(second).chat.completions.create(

@@ -55,7 +55,8 @@ def run(args) -> int:
     from magicore.agents.questions import MAX_QUESTION_CHARS
 
     if args.max_question_chars > MAX_QUESTION_CHARS:
-        raise InputError(f"--max-question-chars is at most {MAX_QUESTION_CHARS}, about what fits in the model's context")
+        raise InputError(f"--max-question-chars is at most {MAX_QUESTION_CHARS}, "
+                         "about what fits in the model's context")
     if args.k > args.max_k:
         raise InputError(f"-k {args.k} is more than --max-k {args.max_k}")
     limits = Limits(max_runs=args.max_runs, max_k=args.max_k, max_rounds=args.max_rounds,

@@ -111,5 +111,5 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, Any] | None = Non
 
 
 def model_list(ids: list[str], created: int) -> dict[str, Any]:
-    return {"object": "list",
-            "data": [{"id": i, "object": "model", "created": created, "owned_by": "magicore"} for i in ids]}  # fmt: skip
+    data = [{"id": i, "object": "model", "created": created, "owned_by": "magicore"} for i in ids]
+    return {"object": "list", "data": data}
