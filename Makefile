@@ -11,10 +11,10 @@ QUESTION ?= Tom has 3 apples and buys 4 more. How many apples does he have now?
 demo: $(VENV)/.demo-ready
 	$(BIN)/magicore solve "$(QUESTION)" -k 5
 
-test: $(VENV)/.test-ready .venv-phoenix/.ready $(VENV)/.browser-ready
+test: $(VENV)/.test-ready .venv-phoenix/.ready $(VENV)/.browser-ready $(VENV)/.postgres-ready
 	$(BIN)/python -m pytest
 
-setup: $(VENV)/.test-ready .venv-phoenix/.ready $(VENV)/.browser-ready
+setup: $(VENV)/.test-ready .venv-phoenix/.ready $(VENV)/.browser-ready $(VENV)/.postgres-ready
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,17 @@ $(VENV)/.browser-ready: | $(BIN)/python
 		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -q && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
+	touch $@
+
+# Debian's PostgreSQL, for the test of `magicore serve` replicas sharing conversations (the test
+# starts its own server in a temporary directory with initdb and pg_ctl); installed with apt-get
+# only when missing (as root, else through sudo).
+$(VENV)/.postgres-ready: | $(BIN)/python
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
 	fi
 	touch $@
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
     "ui": ("ui_command", "start the chat app (Streamlit) that shows the agents at work"),
     "setup": ("setup_command", "prepare the embedded model (assemble its weights, build its server)"),
+    "serve": ("serve_command", "serve the methods behind an OpenAI-compatible HTTP endpoint"),
 }
 
 
