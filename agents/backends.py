@@ -74,18 +74,32 @@ def parse_spec(spec: str) -> ModelSpec:
             raise InputError(f"'{raw}': an embedded model is a path to a .gguf file")
         return ModelSpec("embedded", gguf_path=os.path.expanduser(rest))
     if _URL.match(rest):
-        return ModelSpec(provider or "openai-compatible", None, rest.rstrip("/"))
+        return ModelSpec(provider or "openai-compatible", None, _checked_url(rest, raw))
     model, at, url = rest.rpartition("@")
     if at:
         if not model or not _URL.match(url):
             raise InputError(f"'{raw}' is not a model spec: expected MODEL@http(s)://HOST:PORT/v1")
-        return ModelSpec(provider or "openai-compatible", model, url.rstrip("/"))
+        return ModelSpec(provider or "openai-compatible", model, _checked_url(url, raw))
     if provider == "openai":
         return ModelSpec("openai", rest, OPENAI_URL)
     raise InputError(
         f"unknown model spec '{raw}': use 'embedded', 'embedded:FILE.gguf', 'openai:MODEL', "
         "'MODEL@URL' or a server URL such as http://localhost:8000/v1"
     )
+
+
+def _checked_url(url: str, raw: str) -> str:
+    """The server URL without its trailing slash, or an InputError when it cannot be one."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise InputError(f"'{raw}': {url} is not a valid URL ({e})") from None
+    if not parts.hostname:
+        raise InputError(f"'{raw}': {url} names no host")
+    return url.rstrip("/")
 
 
 def resolve_spec(cli: str | None = None, python_arg: str | ModelSpec | None = None) -> ModelSpec:

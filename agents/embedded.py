@@ -172,6 +172,17 @@ def embedded_server(gguf: str | os.PathLike | None = None) -> EmbeddedServer:
         return server
 
 
+def stopped_server_message(base_url: str) -> str | None:
+    """A sentence saying that the embedded server at `base_url` stopped, with its last stderr
+    line, or None when no server of this process serves there or it still runs."""
+    for server in list(_servers.values()):
+        process = server.process
+        if server.base_url.rstrip("/") == base_url.rstrip("/") and process is not None and process.poll() is not None:
+            return (f"the embedded model server stopped (exit code {process.returncode}): "
+                    f"{server._stderr_tail()}")  # fmt: skip
+    return None
+
+
 @atexit.register
 def stop_all() -> None:
     """Stop every embedded server this process started."""

@@ -58,12 +58,11 @@ def run(args) -> int:
 
 
 def _run(args, out) -> None:
-    import asyncio
-
     from magicore.evals.bench import BenchSettings, Models, run_bench
     from magicore.evals.datasets import load_problems
     from magicore.graphs.build import normalize_method
     from magicore.graphs.calibration import load_calibration
+    from magicore.ui import interrupt
     from magicore.ui.cli import method_config
     from magicore.ui.runtime import runtime_from_args
 
@@ -87,5 +86,5 @@ def _run(args, out) -> None:
     method_config(**settings.config_values())  # a value out of range fails here, in one line
     saved = load_calibration(rt.model_spec, rt.reward_spec) if args.calibration == "saved" else None
     models = Models(rt.model, rt.reviewer_model, rt.refiner_model, rt.reward_spec, saved)
-    asyncio.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,
-                          progress=not args.no_progress))  # fmt: skip
+    interrupt.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,
+                            progress=not args.no_progress))  # fmt: skip
