@@ -30,6 +30,9 @@ from magicore.agents.transport import OpenAICompatibleChat
 from magicore.tools.errors import InputError, ModelError
 
 DEFAULT_SPEC = "embedded"
+#: Tokens per completion unless --max-tokens says otherwise: a model that never stops (or a
+#: server that ignores the limit's absence) must not write megabytes.
+DEFAULT_MAX_TOKENS = {"embedded": 1024, "server": 4096}
 ENV_VAR = "MAGICORE_MODEL"
 PROVIDERS = ("embedded", "openai", "vllm", "llamacpp", "ollama", "sglang", "openai-compatible")
 OPENAI_URL = "https://api.openai.com/v1"
@@ -152,6 +155,8 @@ def chat_model(
     magicore reads.
 
     Args:
+        max_tokens: tokens per completion at most (default: DEFAULT_MAX_TOKENS, 1024 for the
+            embedded model and 4096 for a server).
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
             else 2 for the embedded model, 64 for vLLM and SGLang, 16 for other servers). A vLLM server batches far
             more; raising it shortens MAgICoRe's review and refine waves (docs/bench.md).
@@ -165,7 +170,7 @@ def chat_model(
         # llama-cpp-python's server answers one request at a time; two in flight keep it busy
         # without stacking requests that would time out while queued.
         concurrency = 2
-        max_tokens = max_tokens or 1024
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS["embedded"]
     else:
         key = api_key(spec)
         base_url, provider = spec.base_url, spec.provider
@@ -177,6 +182,7 @@ def chat_model(
             model = served[0]
         # vLLM and SGLang batch many sequences at once; other servers get a modest bound.
         concurrency = 64 if provider in ("vllm", "sglang") else 16
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS["server"]
     concurrency = max_concurrency or _env_concurrency() or concurrency
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
     return chat_class(

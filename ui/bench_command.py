@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Self-Refine's feedback rounds at most (default 4)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
-    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
+    parser.add_argument("--max-tokens", type=positive_int, default=None,
+                        help="token limit per completion (default 1024 for the embedded model, 4096 for a server)")
     parser.add_argument("--concurrency", type=positive_int, default=4, help="problems at a time (default 4)")
     parser.add_argument("--calibration", choices=["batch", "self", "saved"], default="batch",
                         help="MAgICoRe's mu/sigma: batch (first chain of every problem, as the reference; "

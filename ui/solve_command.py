@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refinement rounds at most (default 3 for magicore, 4 for self-refine)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
-    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
+    parser.add_argument("--max-tokens", type=positive_int, default=None,
+                        help="token limit per completion (default 1024 for the embedded model, 4096 for a server)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
     parser.add_argument("--task", choices=["auto", "word", "math", "mcq"], default="auto",
                         help="task family for the prompts (default: guessed from the question)")
@@ -96,6 +97,7 @@ def run(args) -> int:
     finally:
         progress.close()
     result.extra["model"] = rt.model_spec
+    result.extra["max_tokens"] = getattr(rt.model, "max_tokens", None)
     if args.method in ("magicore", "bok"):
         result.extra["reward"] = rt.reward_spec
     if args.method == "magicore":
