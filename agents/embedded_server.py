@@ -22,9 +22,17 @@ def _exit_when_parent_dies() -> None:
 
 def main() -> None:
     threading.Thread(target=_exit_when_parent_dies, daemon=True).start()
-    from llama_cpp.server.__main__ import main as serve
+    try:
+        from llama_cpp.server.__main__ import main as serve
 
-    serve()
+        serve()
+    except BaseException as error:  # a model that cannot load, say: one line for the parent
+        code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 1
+        if not isinstance(error, SystemExit):
+            print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        # os._exit: a normal exit would wait on the stdin thread and abort the interpreter
+        os._exit(code)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,9 @@ def test_two_ctrl_c_during_bench_exit_130_without_a_traceback(tmp_path):
                  "--methods", "magicore,sc", "--model", f"mock@{server.base_url}", "-k", "2",
                  "--out", str(tmp_path / f"out{gap}"), "--no-progress", "--no-plot"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                # as a terminal starts it: a suite run in the background ignores SIGINT, and
+                # a child would inherit that
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )  # fmt: skip
             deadline = time.monotonic() + 60
             while len(server.settings.requests) < 1 and time.monotonic() < deadline:
