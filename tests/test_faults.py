@@ -49,7 +49,7 @@ def test_a_hung_or_dripping_server_fails_once_after_the_timeout(mode):
     line = assert_one_line_error(proc, "did not answer within the 3 s timeout (--timeout)")
     assert proc.returncode == 1
     stated = float(re.search(r"([0-9.]+) s in all", line).group(1))
-    assert 3.0 <= stated < 3.5, line  # the time really spent, every try included
+    assert 3.0 <= stated < 4.5, line  # the time really spent, every try included (a loaded machine lags)
     assert seconds < 3.0 + STARTUP  # not 2 node tries x 3 transport tries x 3 s
     assert len(server.settings.requests) == 1  # k=2 in one n=2 request, tried once
 
