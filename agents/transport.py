@@ -176,9 +176,10 @@ def _checked_reply(model: ChatOpenAI, response) -> dict:
 
 def _timed_out(model: ChatOpenAI, budget: float | None, tries: int, started: float) -> ModelError:
     elapsed = time.monotonic() - started
+    limit = f"the {budget:g} s timeout (--timeout)" if budget is not None else "the time allowed"
     return ModelError(
-        f"the model server at {model.openai_api_base} did not answer within the {budget:g} s timeout "
-        f"(--timeout): {tries} {'try' if tries == 1 else 'tries'}, {elapsed:.1f} s in all",
+        f"the model server at {model.openai_api_base} did not answer within {limit}: "
+        f"{tries} {'try' if tries == 1 else 'tries'}, {elapsed:.1f} s in all",
         transient=False,  # the time is spent: trying the node again would double it
     )
 

@@ -25,8 +25,11 @@ EXIT_INTERRUPTED = 130
 
 def run(coro: Coroutine[Any, Any, Any], *, grace: float = GRACE_SECONDS) -> Any:
     """`asyncio.run(coro)`, with Ctrl-C handled once; raises KeyboardInterrupt when interrupted."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(asyncio, "Runner"):
-        return asyncio.run(coro)  # signal handlers belong to the main thread; Runner is Python 3.11+
+    if (threading.current_thread() is not threading.main_thread() or not hasattr(asyncio, "Runner")
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        # signal handlers belong to the main thread; Runner is Python 3.11+; a process started
+        # with SIGINT ignored (in the background) or handled by its host keeps it that way
+        return asyncio.run(coro)
     pressed = threading.Event()
     main: asyncio.Task | None = None
 
