@@ -127,7 +127,8 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
         last = attempt == attempts
         wait = min(0.5 * 2 ** (attempt - 1), 8.0)
         try:
-            async with session.post(url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=left())) as response:
+            timeout = aiohttp.ClientTimeout(total=left())
+            async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
                 raw = await response.read()
                 status = response.status
                 response_headers = dict(response.headers)
@@ -170,7 +171,8 @@ def _checked_reply(model: ChatOpenAI, response) -> dict:
     if not isinstance(choices, list):
         raise ModelError(f"the model server at {where} sent a reply without `choices`")
     if not choices or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
-        raise ModelError(f"the model server at {where} sent a reply with {'no' if not choices else 'malformed'} choices")
+        kind = "no" if not choices else "malformed"
+        raise ModelError(f"the model server at {where} sent a reply with {kind} choices")
     return response
 
 

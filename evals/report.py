@@ -114,7 +114,8 @@ def _describe_run(settings: dict, out: Path) -> list[str]:
         f"- model: `{settings.get('model')}`; reward (magicore, bok): `{settings.get('reward')}`",
         f"- budget: k = {settings.get('k')}, rounds T = {settings.get('rounds')} (Self-Refine "
         f"{settings.get('self_refine_rounds', 4)}), max tokens "
-        f"{settings.get('max_tokens') or 'backend default'}, temperature {settings.get('temperature')}, "
+        f"{settings.get('max_tokens') or 'by default 1024 (embedded) or 4096 (server)'}, "
+        f"temperature {settings.get('temperature')}, "
         f"top_p {settings.get('top_p')}; {settings.get('concurrency')} problems at a time",
     ]
     cal_path = out / "calibration.json"

@@ -137,7 +137,8 @@ def test_every_node_boundary_is_a_save(reference):
         assert any(f"__pregel_pull, {node} [" in line for line in writes), node
     assert sum("__pregel_push" in line and "reviews" in line for line in writes) == 4  # review, per chain
     assert sum("__pregel_push" in line and "refinements" in line for line in writes) == 4  # refine
-    assert sum(line.startswith("checkpoint") for line in saves) == 2 * 8 + 13  # steps -1..6 of an easy problem, -1..11 of the refined one
+    # steps -1..6 of each easy problem, -1..11 of the refined one
+    assert sum(line.startswith("checkpoint") for line in saves) == 2 * 8 + 13
 
 
 @pytest.mark.slow

@@ -73,7 +73,9 @@ def _cut(text: str, limit: int) -> str:
     return text[:head] + marker + text[len(text) - tail :]
 
 
-def bound_steps(steps: list[str], max_steps: int = MAX_STEPS, max_chars: int = MAX_STEP_CHARS) -> tuple[list[str], str | None]:
+def bound_steps(
+    steps: list[str], max_steps: int = MAX_STEPS, max_chars: int = MAX_STEP_CHARS
+) -> tuple[list[str], str | None]:
     """The steps to score and a sentence saying what was left out (None when nothing was).
 
     A chain with more than `max_steps` steps keeps its first `max_steps - 1` and its last (the
