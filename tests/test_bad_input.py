@@ -107,6 +107,7 @@ def test_two_ctrl_c_during_bench_exit_130_without_a_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
     with MockServer(MockSettings(mode="hang")) as server:
         for gap in (0.0, 0.05, 0.3):
+            server.settings.requests.clear()  # the previous run's late requests must not count
             proc = subprocess.Popen(
                 [sys.executable, "-X", "faulthandler", "-m", "magicore.ui.cli", "bench", "--dataset", "gsm8k", "--data", str(tmp_path),
                  "--methods", "magicore,sc", "--model", f"mock@{server.base_url}", "-k", "2",
@@ -119,7 +120,6 @@ def test_two_ctrl_c_during_bench_exit_130_without_a_traceback(tmp_path):
             deadline = time.monotonic() + 60
             while len(server.settings.requests) < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)  # wait until the bench is at work
-            server.settings.requests.clear()
             proc.send_signal(signal.SIGINT)
             time.sleep(gap)
             proc.send_signal(signal.SIGINT)
