@@ -31,6 +31,9 @@ from magicore.agents.transport import OpenAICompatibleChat
 from magicore.tools.errors import InputError, ModelError
 
 DEFAULT_SPEC = "embedded"
+#: Tokens per completion unless --max-tokens says otherwise: a model that never stops (or a
+#: server that ignores the limit's absence) must not write megabytes.
+DEFAULT_MAX_TOKENS = {"embedded": 1024, "server": 4096}
 ENV_VAR = "MAGICORE_MODEL"
 PROVIDERS = ("embedded", "openai", "vllm", "llamacpp", "ollama", "sglang", "openai-compatible")
 OPENAI_URL = "https://api.openai.com/v1"
@@ -82,18 +85,32 @@ def parse_spec(spec: str) -> ModelSpec:
             raise InputError(f"'{raw}': an embedded model is {names} or a path to a .gguf file")
         return ModelSpec("embedded", gguf_path=os.path.expanduser(rest))
     if _URL.match(rest):
-        return ModelSpec(provider or "openai-compatible", None, rest.rstrip("/"))
+        return ModelSpec(provider or "openai-compatible", None, _checked_url(rest, raw))
     model, at, url = rest.rpartition("@")
     if at:
         if not model or not _URL.match(url):
             raise InputError(f"'{raw}' is not a model spec: expected MODEL@http(s)://HOST:PORT/v1")
-        return ModelSpec(provider or "openai-compatible", model, url.rstrip("/"))
+        return ModelSpec(provider or "openai-compatible", model, _checked_url(url, raw))
     if provider == "openai":
         return ModelSpec("openai", rest, OPENAI_URL)
     raise InputError(
         f"unknown model spec '{raw}': use 'embedded', 'embedded:FILE.gguf', 'openai:MODEL', "
         "'MODEL@URL' or a server URL such as http://localhost:8000/v1"
     )
+
+
+def _checked_url(url: str, raw: str) -> str:
+    """The server URL without its trailing slash, or an InputError when it cannot be one."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise InputError(f"'{raw}': {url} is not a valid URL ({e})") from None
+    if not parts.hostname:
+        raise InputError(f"'{raw}': {url} names no host")
+    return url.rstrip("/")
 
 
 def resolve_spec(cli: str | None = None, python_arg: str | ModelSpec | None = None) -> ModelSpec:
@@ -148,6 +165,8 @@ def chat_model(
     Args:
         timeout: seconds to wait for one response (default 120; 900 for the embedded model,
             whose chains share a CPU and can take minutes each on a slow or busy machine).
+        max_tokens: tokens per completion at most (default: DEFAULT_MAX_TOKENS, 1024 for the
+            embedded model and 4096 for a server).
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
             else 2 for the embedded model, 64 for vLLM and SGLang, 16 for other servers). A vLLM server batches far
             more; raising it shortens MAgICoRe's review and refine waves (docs/bench.md).
@@ -161,7 +180,7 @@ def chat_model(
         # llama-server decodes `parallel` requests together; llama-cpp-python's server answers
         # one at a time, and two in flight keep it busy without queueing requests to time out.
         concurrency = server.parallel if server.binary else 2
-        max_tokens = max_tokens or 1024
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS["embedded"]
         timeout = timeout or EMBEDDED_TIMEOUT
     else:
         key = api_key(spec)
@@ -175,6 +194,7 @@ def chat_model(
             model = served[0]
         # vLLM and SGLang batch many sequences at once; other servers get a modest bound.
         concurrency = 64 if provider in ("vllm", "sglang") else 16
+        max_tokens = max_tokens or DEFAULT_MAX_TOKENS["server"]
     concurrency = max_concurrency or _env_concurrency() or concurrency
     extra_metadata = {}
     if spec.provider == "embedded":

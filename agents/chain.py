@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from magicore.tools.answers import extract_answer
 from magicore.tools.rewards.base import chain_reward
-from magicore.tools.steps import split_steps
+from magicore.tools.steps import MAX_SOLUTION_CHARS, bound_steps, split_steps
 
 
 class Chain(BaseModel):
@@ -29,6 +29,7 @@ class Chain(BaseModel):
     parent: int | None = Field(default=None, description="index of the chain this one refines")
     components: dict | None = Field(default=None, description="each reward backend's own scores")
     trace_link: str | None = Field(default=None, description="trace_id:span_id of the LLM call that wrote it")
+    skipped: str | None = Field(default=None, description="what a runaway chain left out of scoring")
 
     @property
     def parsed(self) -> bool:
@@ -55,9 +56,14 @@ class Chain(BaseModel):
         step, and voting with it would count a guess.
         """
         truncated = fields.get("finish_reason") == "length"
+        steps, skipped = bound_steps(split_steps(text))  # a runaway chain costs a bounded scoring
+        if len(text) > MAX_SOLUTION_CHARS:
+            whole = f"the outcome score read {MAX_SOLUTION_CHARS:,} of its {len(text):,} characters"
+            skipped = f"{skipped}; {whole}" if skipped else whole
         return cls(
             text=text,
-            steps=split_steps(text),
+            steps=steps,
             answer=extract_answer(text, choices=choices, last_number=not truncated),
+            skipped=skipped,
             **fields,
         )

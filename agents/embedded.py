@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from magicore.agents import llama_server, weights
-from magicore.tools.errors import ModelError, SetupError
+from magicore.tools.errors import InputError, ModelError, SetupError
 
 INSTALL_HINT = "pip install 'magicore[embedded]'"
 #: Per sequence: a question, a chain of numbered steps, and room for a refinement's context.
@@ -215,6 +215,13 @@ def embedded_server(gguf: str | os.PathLike | None = None) -> EmbeddedServer:
     """The shared server for a named embedded model or a GGUF path (the default model when
     None), started if needed."""
     path, name = locate(gguf)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise InputError(f"cannot read the model file {path}: {e.strerror}") from None
+    if magic != b"GGUF":
+        raise InputError(f"{path} is not a GGUF model file (it does not start with 'GGUF')")
     key = str(path.resolve())
     with _lock:
         server = _servers.get(key)
@@ -223,6 +230,17 @@ def embedded_server(gguf: str | os.PathLike | None = None) -> EmbeddedServer:
             server.start()
             _servers[key] = server
         return server
+
+
+def stopped_server_message(base_url: str) -> str | None:
+    """A sentence saying that the embedded server at `base_url` stopped, with its last stderr
+    line, or None when no server of this process serves there or it still runs."""
+    for server in list(_servers.values()):
+        process = server.process
+        if server.base_url.rstrip("/") == base_url.rstrip("/") and process is not None and process.poll() is not None:
+            return (f"the embedded model server stopped (exit code {process.returncode}): "
+                    f"{server._stderr_tail()}")  # fmt: skip
+    return None
 
 
 @atexit.register

@@ -56,11 +56,19 @@ def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["--exec"]:
         code = _run_program(args[1:])
-        sys.exit(code if code >= 0 else 128 - code)
+        os._exit(code if code >= 0 else 128 - code)  # not sys.exit: the stdin thread is blocked in a read
     _watch_stdin(lambda: os._exit(0))
-    from llama_cpp.server.__main__ import main as serve
+    try:
+        from llama_cpp.server.__main__ import main as serve
 
-    serve()
+        serve()
+    except BaseException as error:  # a model that cannot load, say: one line for the parent
+        code = error.code if isinstance(error, SystemExit) and isinstance(error.code, int) else 1
+        if not isinstance(error, SystemExit):
+            print(f"{type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        # os._exit: a normal exit would wait on the stdin thread and abort the interpreter
+        os._exit(code)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,22 @@
 go over one shared aiohttp session per event loop instead of the openai SDK's httpx client.
 Hand-written because no library offers the SDK's behaviour at this cost: measured on the overhead
 benchmark (docs/bench.md), the SDK path spends about 5 ms of CPU per request, this one under 1.
-Failures are raised as the openai SDK's exception types with its retry rules.
+Failures are raised as the openai SDK's exception types with its retry rules, except those
+it can say more about (a timeout with the time spent, a connection closed mid-response, an
+embedded server that stopped), which are ModelErrors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from typing import Literal
 
 from langchain_openai import ChatOpenAI
 
+from magicore.tools.errors import ModelError
 from magicore.tools.loop_local import LoopLocal
 
 
@@ -50,7 +55,7 @@ class OpenAICompatibleChat(ChatOpenAI):
         if self._use_responses_api(payload):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
         response = await post_chat_completion(self, payload)
-        return self._create_chat_result(response, {})
+        return self._create_chat_result(_checked_reply(self, response), {})
 
 
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
@@ -95,41 +100,112 @@ def _timeout_seconds(timeout) -> float | None:
 
 async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
     """POST /chat/completions and return the JSON body, retrying as the openai SDK does
-    (connection errors, timeouts, 408/409/429/5xx; `max_retries` times with backoff) and
-    raising its exception types (APIConnectionError, APITimeoutError, APIStatusError)."""
+    (connection errors, timeouts, 408/409/429/5xx; `max_retries` times with backoff, or after
+    the server's Retry-After) and raising its exception types (APIStatusError, ...).
+
+    The model's timeout bounds the whole call, its retries and waits included, so a server that
+    hangs or drips fails once, after that time, with a ModelError that says how long it took; a
+    connection that closes mid-response and an embedded server that stopped say so too.
+    """
     import aiohttp
-    import openai
 
     httpx = _httpx_module()
     url = f"{str(model.openai_api_base).rstrip('/')}/chat/completions"
     key = model.openai_api_key.get_secret_value() if model.openai_api_key else "not-needed"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(model.default_headers or {})}
     body = json.dumps(payload).encode()
-    seconds = _timeout_seconds(model.request_timeout)
-    timeout = aiohttp.ClientTimeout(total=seconds)
+    budget = _timeout_seconds(model.request_timeout)
+    started = time.monotonic()
     session = await _shared_session()
     attempts = max(0, int(model.max_retries or 0)) + 1
-    for attempt in range(attempts):
-        last = attempt == attempts - 1
+    failure: Exception | None = None  # the last try's error, raised when no time is left for another
+
+    def left() -> float | None:
+        return None if budget is None else budget - (time.monotonic() - started)
+
+    for attempt in range(1, attempts + 1):
+        last = attempt == attempts
+        wait = min(0.5 * 2 ** (attempt - 1), 8.0)
         try:
+            timeout = aiohttp.ClientTimeout(total=left())
             async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
                 raw = await response.read()
                 status = response.status
                 response_headers = dict(response.headers)
         except asyncio.TimeoutError:
-            if last:
-                raise openai.APITimeoutError(request=httpx.Request("POST", url)) from None
+            if last or budget is not None:  # the whole budget is spent
+                raise _timed_out(model, budget, attempt, started) from None
         except aiohttp.ClientError as error:
+            failure = _connection_error(model, error, attempt, started)
             if last:
-                raise openai.APIConnectionError(message=f"Connection error: {error}",
-                                                request=httpx.Request("POST", url)) from error  # fmt: skip
+                raise failure from error
         else:
             if status < 400:
                 return json.loads(raw)
+            reply = httpx.Response(status, content=raw, headers=response_headers, request=httpx.Request("POST", url))
+            failure = model.root_async_client._make_status_error_from_response(reply)
             if last or not (status in _RETRY_STATUS or status >= 500):
-                reply = httpx.Response(status, content=raw, headers=response_headers,
-                                       request=httpx.Request("POST", url))  # fmt: skip
-                raise model.root_async_client._make_status_error_from_response(reply)
-        await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+                raise failure
+            asked = model.root_async_client._parse_retry_after_header(reply.headers)  # the SDK's reading
+            if asked is not None and math.isfinite(asked) and asked > 0:
+                if budget is not None and asked > left():
+                    raise ModelError(
+                        f"the model server at {model.openai_api_base} answered HTTP {status} and asked to "
+                        f"retry after {asked:g} s, more than the {max(left(), 0):.1f} s left of the {budget:g} s "
+                        f"timeout (--timeout)", transient=False)  # fmt: skip
+                wait = asked
+        if budget is not None and wait >= left():
+            raise failure  # no time left for another try: the last try's error says what happened
+        await asyncio.sleep(wait)
     raise AssertionError("unreachable")
 
+
+def _checked_reply(model: ChatOpenAI, response) -> dict:
+    """The reply, if it is a chat completion with at least one choice; else a ModelError."""
+    where = model.openai_api_base
+    if not isinstance(response, dict):
+        raise ModelError(f"the model server at {where} sent a reply that is not a chat completion")
+    if response.get("error"):
+        raise ModelError(f"the model server at {where} sent an error: {str(response['error'])[:200]}")
+    choices = response.get("choices")
+    if not isinstance(choices, list):
+        raise ModelError(f"the model server at {where} sent a reply without `choices`")
+    if not choices or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+        kind = "no" if not choices else "malformed"
+        raise ModelError(f"the model server at {where} sent a reply with {kind} choices")
+    return response
+
+
+def _timed_out(model: ChatOpenAI, budget: float | None, tries: int, started: float) -> ModelError:
+    elapsed = time.monotonic() - started
+    limit = f"the {budget:g} s timeout (--timeout)" if budget is not None else "the time allowed"
+    return ModelError(
+        f"the model server at {model.openai_api_base} did not answer within {limit}: "
+        f"{tries} {'try' if tries == 1 else 'tries'}, {elapsed:.1f} s in all",
+        transient=False,  # the time is spent: trying the node again would double it
+    )
+
+
+def _connection_error(model: ChatOpenAI, error: Exception, tries: int, started: float) -> Exception:
+    import aiohttp
+    import openai
+
+    where = model.openai_api_base
+    stopped = _embedded_stopped(model)
+    if stopped:
+        return ModelError(stopped)
+    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return ModelError(f"the model server at {where} closed the connection before its response was complete "
+                          f"({tries} {'try' if tries == 1 else 'tries'}, {time.monotonic() - started:.1f} s)",
+                          transient=True)  # fmt: skip
+    return openai.APIConnectionError(message=f"Connection error: {error}",
+                                     request=_httpx_module().Request("POST", f"{where}/chat/completions"))
+
+
+def _embedded_stopped(model: ChatOpenAI) -> str | None:
+    """What to say when the model is served by an embedded server that has exited."""
+    if (model.metadata or {}).get("magicore_provider") != "llama.cpp":
+        return None
+    from magicore.agents.embedded import stopped_server_message
+
+    return stopped_server_message(str(model.openai_api_base))

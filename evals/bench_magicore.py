@@ -18,6 +18,7 @@ import time
 from magicore.evals.bench_store import JsonlLog, make_record, write_json_atomic
 from magicore.evals.datasets import Problem
 from magicore.evals.progress import ProgressBar
+from magicore.evals.thread_state import thread_state
 from magicore.graphs.api import result_from_state
 from magicore.graphs.build import build_graph
 from magicore.graphs.calibration import from_first_chains
@@ -83,14 +84,15 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
                     result = None
                     try:
                         snapshot = await graph.aget_state(config)
-                        if not snapshot.values:
-                            start: dict | None = {"question": problem.question}
-                        elif snapshot.next:
-                            start = None
-                            if cal is not None and snapshot.next == ("route",) and not snapshot.values.get("route"):
-                                await graph.aupdate_state(config, {"calibration": cal})
-                        else:  # finished in an earlier run that stopped before logging it
+                        stage = thread_state(snapshot, pause="route", passed="route").stage
+                        if stage == "new":
+                            start: dict | str | None = {"question": problem.question}
+                        elif stage == "done":  # finished in an earlier run that stopped before logging it
                             start = "done"
+                        else:  # resumed from the checkpoint; stored writes are not redone
+                            start = None
+                            if cal is not None and stage == "paused":
+                                await graph.aupdate_state(config, {"calibration": cal})
                         state = snapshot.values
                         if start != "done":
                             root = root or Workflow("magicore", problem.question)
@@ -122,8 +124,11 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
 
 
 async def _stream(graph, inputs, config: dict) -> dict:
+    # "sync": a step's checkpoint is stored before the next step starts, so the writes a node
+    # stores always follow their checkpoint; the default ("async") may store them first, and a
+    # crash then orphans them and the node (the Solver's sampling, say) runs again.
     state: dict = {}
-    async for chunk in graph.astream(inputs, config, stream_mode="values"):
+    async for chunk in graph.astream(inputs, config, stream_mode="values", durability="sync"):
         state = chunk
     return state
 
@@ -143,12 +148,12 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
         async with limit:
             started = time.perf_counter()
             try:
-                snapshot = await pause.aget_state(config)
-                if not snapshot.values.get("route") and snapshot.next != ("route",):
+                where = thread_state(await pause.aget_state(config), pause="route", passed="route")
+                if where.stage in ("new", "running") and not where.passed_pause:
                     root = roots[problem.id] = Workflow("magicore", problem.question)
                     with root.active():
                         telemetry.add_event("magicore.bench.phase", {"magicore.bench.phase": 1})
-                        await _stream(pause, None if snapshot.next else {"question": problem.question}, config)
+                        await _stream(pause, {"question": problem.question} if where.stage == "new" else None, config)
                     spent[problem.id] = time.perf_counter() - started
                 elif problem.id in known:  # phase 1 ran in an earlier run: count its time
                     spent[problem.id] = float(known[problem.id].get("seconds") or 0.0)

@@ -50,31 +50,55 @@ def _number(value: float) -> str:
 
 
 def _read(name: str, directory: Path) -> list[Problem]:
+    """The problems of a dataset file; a damaged file is one InputError naming file and line."""
     path = directory / FILES[name]
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read the {name} data at {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise InputError(f"the {name} data at {path} is not UTF-8 text (byte {e.start})") from None
     if name == "svamp":
-        return [
-            Problem(id=str(r["ID"]), question=f"{r['Body'].strip()} {r['Question'].strip()}",
-                    answer=_number(r["Answer"]), dataset=name,
-                    meta={"type": r.get("Type"), "equation": r.get("Equation")})  # fmt: skip
-            for r in json.loads(text)
-        ]
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = _parse(path, text, None)
+        if not isinstance(data, list):
+            raise InputError(f"the {name} data at {path} is not a JSON list of problems")
+        rows = list(enumerate(data, start=1))
+        where = "problem"
+    else:
+        rows = [(number, _parse(path, line, number)) for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip()]  # fmt: skip
+        where = "line"
+    problems = []
+    for index, (number, row) in enumerate(rows):
+        try:
+            problems.append(_problem(name, index, row))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            field = f" (no field {e.args[0]!r})" if isinstance(e, KeyError) else ""
+            raise InputError(f"the {name} data at {path}: {where} {number} is not a {name} problem{field}") from None
+    return problems
+
+
+def _parse(path: Path, text: str, line: int | None) -> Any:
+    """JSON text (line `line` of a JSONL file, or a whole file when None)."""
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        at = line if line is not None else getattr(e, "lineno", 1)
+        raise InputError(f"the data at {path} is not valid JSON (line {at}: {getattr(e, 'msg', e)})") from None
+
+
+def _problem(name: str, index: int, r: dict) -> Problem:
+    if name == "svamp":
+        return Problem(id=str(r["ID"]), question=f"{r['Body'].strip()} {r['Question'].strip()}",
+                       answer=_number(r["Answer"]), dataset=name,
+                       meta={"type": r.get("Type"), "equation": r.get("Equation")})  # fmt: skip
     if name == "gsm8k":
-        return [
-            Problem(id=f"gsm8k-{i}", question=r["question"], dataset=name,
-                    answer=r["answer"].split("####")[-1].strip().replace(",", ""),
-                    meta={"steps": r["answer"].count("<<")})  # fmt: skip
-            for i, r in enumerate(rows)
-        ]
-    return [
-        Problem(id=r.get("unique_id", f"math500-{i}"), question=r["problem"], answer=r["answer"], dataset=name,
-                meta={"level": r.get("level"), "subject": r.get("subject")})  # fmt: skip
-        for i, r in enumerate(rows)
-    ]
+        return Problem(id=f"gsm8k-{index}", question=str(r["question"]), dataset=name,
+                       answer=r["answer"].split("####")[-1].strip().replace(",", ""),
+                       meta={"steps": r["answer"].count("<<")})  # fmt: skip
+    return Problem(id=str(r.get("unique_id", f"math500-{index}")), question=str(r["problem"]),
+                   answer=str(r["answer"]), dataset=name,
+                   meta={"level": r.get("level"), "subject": r.get("subject")})  # fmt: skip
 
 
 _SUBSET = re.compile(r"^(steps|level)\s*(=|<=|>=)\s*(\d+)$")

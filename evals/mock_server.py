@@ -2,7 +2,9 @@
 
 Used by the overhead benchmark (every method's wall time against the model's critical path)
 and by tests that need a real HTTP server: it can honour or ignore `n`, and fail on purpose
-(HTTP 500, hanging past a client's timeout, malformed JSON). Completions come from a function
+(HTTP 500, HTTP 429 with Retry-After, hanging past a client's timeout, dripping bytes, malformed
+JSON, a reply without or with empty `choices`, a 1 MB completion, a connection closed
+mid-response). Completions come from a function
 of the request, by default a short numbered-step solution ending in \\boxed{42}.
 
     python -m magicore.evals.mock_server --port 8123 --latency 0.2
@@ -20,7 +22,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-Mode = Literal["ok", "error500", "hang", "malformed", "empty"]
+Mode = Literal["ok", "error500", "rate_limited", "hang", "drip", "malformed", "no_choices", "empty_choices",
+               "huge", "close", "empty"]  # fmt: skip
+MODES: tuple[str, ...] = Mode.__args__
 DEFAULT_REPLY = "Step 1: 40 + 2 = 42\nThe answer is \\boxed{42}."
 
 
@@ -32,7 +36,15 @@ class MockSettings:
     mode: Mode = "ok"
     model: str = "mock-model"
     reply: Callable[[dict[str, Any], int], str] = lambda _req, _i: DEFAULT_REPLY
+    retry_after: float = 1.0  # rate_limited: the Retry-After it sends
+    failures: int | None = None  # rate_limited: how many requests it refuses (None: all)
     requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _huge(text: str) -> str:
+    """About 1 MB of numbered steps before the reply: a runaway completion."""
+    steps = "".join(f"Step {i}: 1 + 1 = 2, and so on and so forth, again and again.\n" for i in range(1, 16_001))
+    return steps + text
 
 
 class MockServer:
@@ -68,12 +80,35 @@ class MockServer:
             await asyncio.sleep(3600)
         if s.mode == "error500":
             return web.json_response({"error": {"message": "model crashed", "type": "server_error"}}, status=500)
+        if s.mode == "rate_limited" and (s.failures is None or len(s.requests) <= s.failures):
+            return web.json_response({"error": {"message": "rate limit reached", "type": "rate_limit"}}, status=429,
+                                     headers={"Retry-After": f"{s.retry_after:g}"})  # fmt: skip
         if s.mode == "malformed":
             return web.Response(text="{this is not json", content_type="application/json")
+        if s.mode in ("no_choices", "empty_choices"):
+            reply: dict[str, Any] = {"id": "chatcmpl-0", "object": "chat.completion", "model": s.model}
+            return web.json_response(reply | ({"choices": []} if s.mode == "empty_choices" else {}))
+        if s.mode in ("drip", "close"):
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            if s.mode == "close":
+                response.content_length = 1000  # promised, never sent: the client sees a cut reply
+            await response.prepare(request)
+            await response.write(b'{"id": "chatcmpl-0", ')
+            if s.mode == "close":
+                request.transport.close()
+                return response
+            try:
+                for _ in range(3600):  # one byte a second, until the client gives up
+                    await asyncio.sleep(1.0)
+                    await response.write(b" ")
+            except ConnectionError:
+                pass
+            return response
         n = int(body.get("n") or 1) if s.honour_n else 1
         texts = []
         for _ in range(n):
-            texts.append("" if s.mode == "empty" else s.reply(body, self._counter))
+            text = "" if s.mode == "empty" else s.reply(body, self._counter)
+            texts.append(_huge(text) if s.mode == "huge" else text)
             self._counter += 1
         out_tokens = [len(t.split()) for t in texts]
         delay = s.latency + (max(out_tokens) / s.tokens_per_second if s.tokens_per_second else 0.0)
@@ -108,7 +143,8 @@ class MockServer:
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        # a hanging or dripping handler is cancelled at once on exit, not waited for
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.1)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, self.port)
         self._loop.run_until_complete(site.start())
@@ -134,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--tokens-per-second", type=float, default=None)
     parser.add_argument("--ignore-n", action="store_true", help="return one choice whatever n is")
-    parser.add_argument("--mode", choices=["ok", "error500", "hang", "malformed", "empty"], default="ok")
+    parser.add_argument("--mode", choices=MODES, default="ok")
     args = parser.parse_args(argv)
     settings = MockSettings(args.latency, args.tokens_per_second, not args.ignore_n, args.mode)
     server = MockServer(settings, host=args.host, port=args.port)

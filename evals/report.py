@@ -204,7 +204,8 @@ def _describe_run(settings: dict, out: Path) -> list[str]:
         f"{'previous refinements' if settings.get('refine') == 'latest' else 'top-k pool'} from round 1",
         f"- budget: rounds T = {settings.get('rounds')} (Self-Refine "
         f"{settings.get('self_refine_rounds', 4)}), max tokens "
-        f"{settings.get('max_tokens') or 'backend default'}, temperature {settings.get('temperature')}, "
+        f"{settings.get('max_tokens') or 'by default 1024 (embedded) or 4096 (server)'}, "
+        f"temperature {settings.get('temperature')}, "
         f"top_p {settings.get('top_p')}; {settings.get('concurrency')} problems at a time",
     ]
     for config in settings.get("methods", []):

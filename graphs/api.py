@@ -43,9 +43,9 @@ async def asolve(
     question: str,
     *,
     method: str = "magicore",
-    model: BaseChatModel,
-    reviewer_model: BaseChatModel | None = None,
-    refiner_model: BaseChatModel | None = None,
+    model: BaseChatModel | str | None = None,
+    reviewer_model: BaseChatModel | str | None = None,
+    refiner_model: BaseChatModel | str | None = None,
     reward: RewardModel | str | None = None,
     config: MethodConfig | None = None,
     family: str | None = None,
@@ -59,6 +59,8 @@ async def asolve(
     """Run `method` on one question.
 
     Args:
+        model: a LangChain chat model or a model spec string ("embedded", "MODEL@URL", ...);
+            required unless `graph` is given.
         on_event: called with every progress event (graphs/events.py) as it happens.
         graph: a graph from `build_graph` to reuse (the other model arguments are then unused).
         run_config: LangGraph run config (thread_id for a checkpointer, callbacks, tags...).

@@ -57,12 +57,28 @@ def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel)
                         make_model=lambda spec: chat_model(parse_spec(spec)))  # `judge:MODELSPEC`
 
 
+def chat_model_of(model, what: str = "model", *, required: bool = True) -> BaseChatModel | None:
+    """A LangChain chat model as given, or made from a model spec string as `--model` takes
+    ("embedded", "MODEL@URL", ...); anything else is an InputError saying what is expected."""
+    if isinstance(model, BaseChatModel):
+        return model
+    if model is None and not required:
+        return None
+    if isinstance(model, str):
+        from magicore.agents.backends import chat_model
+
+        return chat_model(model)
+    got = "nothing (None)" if model is None else f"a {type(model).__name__}"
+    raise InputError(f"{what} must be a LangChain chat model or a model spec such as 'embedded' or "
+                     f"'MODEL@http://HOST:PORT/v1', got {got}")  # fmt: skip
+
+
 def build_graph(
     method: str = "magicore",
     *,
-    model: BaseChatModel,
-    reviewer_model: BaseChatModel | None = None,
-    refiner_model: BaseChatModel | None = None,
+    model: BaseChatModel | str,
+    reviewer_model: BaseChatModel | str | None = None,
+    refiner_model: BaseChatModel | str | None = None,
     reward: RewardModel | str | None = None,
     config: MethodConfig | None = None,
     checkpointer=None,
@@ -76,7 +92,8 @@ def build_graph(
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
 
     Args:
-        model: the Solver's chat model, and every other role's unless given. Self-Refine uses
+        model: the Solver's chat model, or a model spec string (as `--model` takes), and
+            every other role's unless given. Self-Refine uses
             this one model for drafts, feedback and revisions (reviewer_model and refiner_model
             are MAgICoRe's).
         reward: a RewardModel or a reward spec string (see magicore.tools.rewards.spec); the
@@ -93,6 +110,9 @@ def build_graph(
             replay stored chains through one).
     """
     method = normalize_method(method)
+    model = chat_model_of(model)
+    reviewer_model = chat_model_of(reviewer_model, "reviewer_model", required=False)
+    refiner_model = chat_model_of(refiner_model, "refiner_model", required=False)
     config = config or MethodConfig()
     retry = retry or default_retry()
     solver = solver or Solver(model, SolverConfig(k=config.k, temperature=config.temperature, top_p=config.top_p,

@@ -28,6 +28,7 @@ from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
 from magicore.tools import telemetry
 from magicore.tools.llm import track_usage
+from magicore.tools.steps import bound_solution
 from magicore.tools.rewards.base import RewardModel
 
 Aggregation = Literal["weighted", "majority", "best"]
@@ -70,7 +71,7 @@ async def score_chain(reward: RewardModel, question: str, chain: Chain) -> Chain
         else:
             step_task = asyncio.sleep(0, result=([0.0], {}))
         (steps, step_parts), (orm, orm_parts) = await asyncio.gather(
-            step_task, reward.ascore_outcome_detailed(question, chain.text)
+            step_task, reward.ascore_outcome_detailed(question, bound_solution(chain.text))
         )
         for i, value in enumerate(steps):
             telemetry.record_evaluation(span, "magicore.step_score", value, **{"magicore.step.index": i})

@@ -275,4 +275,4 @@ def test_cli_bench_against_an_openai_compatible_server_and_report_only(tmp_path,
     (out / "report.md").unlink()
     assert main(["bench", "--report-only", "--out", str(out), "--no-plot"]) == 0
     assert "| sc@3 | 5 | 60.0% (3/5) |" in (out / "report.md").read_text()
-    assert main(["bench", "--report-only", "--out", str(tmp_path / "nothing")]) == 1
+    assert main(["bench", "--report-only", "--out", str(tmp_path / "nothing")]) == 2  # a usage error

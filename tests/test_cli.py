@@ -119,7 +119,7 @@ def test_model_that_answers_nothing_exits_3(method):
 
 @pytest.mark.parametrize(
     ("mode", "fragment"),
-    [("error500", "answered HTTP 500: model crashed"), ("malformed", "malformed"), ("hang", "did not answer within 1.0 s")],
+    [("error500", "answered HTTP 500: model crashed"), ("malformed", "malformed"), ("hang", "did not answer within the 1 s timeout")],
 )
 def test_server_failures_are_one_line_errors(mode, fragment):
     with MockServer(MockSettings(mode=mode)) as s:
@@ -128,21 +128,22 @@ def test_server_failures_are_one_line_errors(mode, fragment):
 
 
 @pytest.mark.parametrize(
-    ("args", "stdin", "fragment"),
+    ("args", "stdin", "fragment", "code"),
     [
-        (["solve", ""], None, "the question is empty"),
-        (["solve", "   \n\t "], None, "the question is empty"),
-        (["solve", "-"], "   ", "the question is empty"),
-        (["solve", "x" * 100_000], None, "100,000 characters long"),
-        (["solve", QUESTION, "--model", "no-such-model"], None, "unknown model spec 'no-such-model'"),
-        (["solve", QUESTION, "--model", "http://127.0.0.1:9/v1"], None, "cannot reach the model server"),
-        (["solve", "--file", "/nonexistent/q.txt"], None, "cannot read /nonexistent/q.txt"),
+        (["solve", ""], None, "the question is empty", 2),
+        (["solve", "   \n\t "], None, "the question is empty", 2),
+        (["solve", "-"], "   ", "the question is empty", 2),
+        (["solve", "x" * 100_000], None, "100,000 characters long", 2),
+        (["solve", QUESTION, "--model", "no-such-model"], None, "unknown model spec 'no-such-model'", 2),
+        (["solve", QUESTION, "--model", "http://127.0.0.1:9/v1"], None, "cannot reach the model server", 1),
+        (["solve", "--file", "/nonexistent/q.txt"], None, "cannot read /nonexistent/q.txt", 2),
     ],
 )
-def test_bad_input_is_a_one_line_error(args, stdin, fragment):
+def test_bad_input_is_a_one_line_error(args, stdin, fragment, code):
+    """A usage error (what the user typed) exits with 2, a runtime error (the server) with 1."""
     proc = magicore(*args, stdin=stdin, timeout=60)
     assert_one_line_error(proc, fragment)
-    assert proc.returncode == 1
+    assert proc.returncode == code
 
 
 def test_judge_that_answers_nothing_is_a_one_line_error():
@@ -174,4 +175,4 @@ def test_unwritable_trace_file_is_a_one_line_error(tmp_path):
     proc = magicore("solve", QUESTION, "--model", "http://127.0.0.1:9/v1", "--trace", f"jsonl:{blocker}/x.jsonl",
                     timeout=60)  # fmt: skip
     assert_one_line_error(proc, f"cannot write traces to '{blocker}/x.jsonl': {blocker} is not a directory")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error: the path given

@@ -24,7 +24,10 @@ MAX_TOKENS = 96
 def model():
     from magicore.agents.backends import chat_model
 
-    return chat_model("embedded:smollm2")  # starts the shared server; it stops when the process exits
+    # starts the shared server; it stops when the process exits. The timeout bounds each call
+    # with its retries (docs/reliability.md): generous, as these tests check structure, not speed,
+    # and a machine shared with other work may queue a call for minutes.
+    return chat_model("embedded:smollm2", timeout=600)
 
 
 def config(**kw) -> MethodConfig:

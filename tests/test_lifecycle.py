@@ -157,7 +157,7 @@ def stand_in(monkeypatch, tmp_path):
     monkeypatch.setattr(embedded, "server_binary", lambda echo=None: None)  # no llama-server lookup or build
     _StandIn.started = []
     gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"")
+    gguf.write_bytes(b"GGUF")  # the magic is all magicore reads before the stand-in starts
     yield gguf
     for process in _StandIn.started:  # whatever the test found, kill what it started
         if process.poll() is None:

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from magicore.tools import sandbox
+from magicore.tools._sandbox_seccomp import seccomp_filter
 from magicore.tools.errors import InputError, SetupError
 from magicore.tools.sandbox import Mode, arun_python, run_python, sandbox_capabilities
 from magicore.tools.sandbox_tool import PythonSandboxTool
 
 CAPS = sandbox_capabilities()
+SECCOMP = ("seccomp",) if seccomp_filter() else ()
 CONTAINED = "pid-namespace" in CAPS or "unprivileged-uid" in CAPS  # else a fork bomb is not
 needs_containment = pytest.mark.skipif(not CONTAINED, reason=f"weak sandbox here: {CAPS}")
 needs_pidns = pytest.mark.skipif("pid-namespace" not in CAPS, reason="no pid namespace here")
@@ -339,7 +341,7 @@ def test_fallback_without_namespaces_still_runs(monkeypatch):
     monkeypatch.setenv("MAGICORE_SANDBOX_SECRET", "fallback-secret")
     res = run_python("import os\nprint(1 + 1, os.environ.get('MAGICORE_SANDBOX_SECRET'))")
     assert res.ok and res.stdout == "2 None\n"
-    assert sandbox_capabilities() == res.protections == weakest.protections
+    assert sandbox_capabilities() == res.protections == weakest.protections + SECCOMP
     assert not {"user-namespace", "mount-namespace", "pid-namespace"} & set(res.protections)
     assert ("unprivileged-uid" in res.protections) == ROOT
     assert {"rlimits", "empty-env", "temp-dir"} <= set(res.protections)

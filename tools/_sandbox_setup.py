@@ -31,7 +31,8 @@ CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH, AT_FDCWD, AT_RECURSIVE = 2, -100, 0x8000
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 38
+SECCOMP_MODE_FILTER = 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(os.uname().machine)
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # same on every architecture
 OPEN_TREE_CLONE, O_CLOEXEC, AT_EMPTY_PATH, MOVE_MOUNT_F_EMPTY_PATH = 1, 0o2000000, 0x1000, 4
@@ -101,6 +102,9 @@ def _build_root(cfg, trees):
             os.fchmod(f.fileno(), 0o644)  # whatever the umask; the root is read-only once built
             f.write(value)
     os.makedirs(root + "/dev")
+    os.makedirs(root + "/dev/shm")  # POSIX shared memory (shm_open, multiprocessing), bounded
+    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+           f"mode=1777,size={cfg['shm_mb']}m,nr_inodes=256")
     for name in DEVICES:
         open(f"{root}/dev/{name}", "w").close()
         _mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
@@ -121,11 +125,24 @@ def _build_root(cfg, trees):
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+class _SockFprog(ctypes.Structure):  # struct sock_fprog: the BPF program prctl loads
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _load_seccomp(bpf):
+    """Install the host's compiled seccomp filter (tools/_sandbox_seccomp.py); needs no_new_privs."""
+    code = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ctypes.cast(code, ctypes.c_void_p))
+    _check(libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), 0, 0), "seccomp")
+
+
 def _exec_program(cfg):
     """Last step in every mode: limits, no way to regain privileges, then the interpreter."""
     for name, soft, hard in cfg["rlimits"]:
         resource.setrlimit(getattr(resource, name), (soft, hard))
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if cfg["seccomp"]:
+        _load_seccomp(cfg["seccomp"])
     os.chdir(cfg["cwd"])
     os.execve(cfg["python"], [cfg["python"], "-I", "-B", cfg["script"]], cfg["env"])
 
@@ -143,6 +160,7 @@ def _init(cfg, trees, status_fd, parent_alive_fd):
     _prctl(PR_SET_DUMPABLE, 0)  # the program runs as the same uid: keep it from ptracing init
     child = os.fork()  # the program's exec makes it dumpable again, which is harmless
     if child == 0:
+        os.setsid()  # its own process group: killing "its group" must not reach setup and init
         _run_step("exec", status_fd, _exec_program, cfg)
     while True:
         pid, status = os.waitpid(-1, 0)

@@ -211,7 +211,7 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
         with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT, attributes=attributes) as span:
             try:
                 result = await model.agenerate([messages], **kwargs)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ModelError):  # a ModelError already says what happened
                 raise
             except Exception as error:  # every backend raises its own types; the user gets one sentence
                 raise ModelError(_describe(model, error), transient=_transient(error)) from error

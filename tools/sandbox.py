@@ -31,9 +31,11 @@ from magicore.tools import telemetry
 from magicore.tools._sandbox_probe import (
     NOBODY, PROBE_TIMEOUT_S, TRANSIENT_ERRNOS, Mode, Transient, Unsupported, is_transient, select_mode,
 )  # fmt: skip
+from magicore.tools._sandbox_seccomp import seccomp_filter
 from magicore.tools.errors import InputError, SetupError
 
 WORKDIR_MB = 64  # size of the sandbox's writable /tmp (memory-backed, gone afterwards)
+SHM_MB = 16  # size of its /dev/shm (POSIX shared memory), also memory-backed
 FILE_MB = 16  # RLIMIT_FSIZE
 OPEN_FILES = 256  # RLIMIT_NOFILE
 KILL_AFTER_EXCESS = 1 << 20  # output bytes past the bound after which the program is killed
@@ -126,7 +128,11 @@ async def arun_python(source: str, *, timeout: float = 5.0, memory_mb: int = 512
 
 def sandbox_capabilities() -> tuple[str, ...]:
     """The protection layers active on this machine (probed once per process)."""
-    return _probe_mode().protections
+    return _protections(_probe_mode())
+
+
+def _protections(mode: Mode) -> tuple[str, ...]:
+    return mode.protections + (("seccomp",) if seccomp_filter() else ())
 
 
 @lru_cache(maxsize=1)
@@ -261,7 +267,8 @@ def _config(mode: Mode, source: str, tmp: str | None, timeout: float, memory_mb:
     return {"uid": mode.uid, "gid": mode.uid, "userns": mode.userns, "mountns": mode.mountns,
             "host_pid": os.getpid(), "python": sys.executable, "binds": binds, "symlinks": links,
             "etc": _etc_view(mode) if mode.mountns else [], "hostname": HOSTNAME,
-            "source": source, "workdir_mb": WORKDIR_MB, "cwd": cwd, "env": env, "rlimits": rlimits,
+            "source": source, "workdir_mb": WORKDIR_MB, "shm_mb": SHM_MB, "seccomp": seccomp_filter(),
+            "cwd": cwd, "env": env, "rlimits": rlimits,
             "script": "/sandbox/main.py" if mode.mountns else os.path.join(tmp, "main.py")}
 
 
@@ -329,7 +336,7 @@ def _execute(mode: Mode, source: str, timeout: float, memory_mb: int, max_output
         signal=_signal_name(-code) if code < 0 else None, timed_out=reason == "timeout",
         output_limit_hit=reason == "output", stdout_truncated=out.total > len(out.data),
         stderr_truncated=err.total > len(err.data), duration_s=time.monotonic() - start,
-        protections=mode.protections, timeout=timeout, memory_mb=memory_mb)
+        protections=_protections(mode), timeout=timeout, memory_mb=memory_mb)
 
 
 def _signal_name(number: int) -> str:

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import re
 
+#: Steps of one chain that are scored at most, characters of one scored step, and characters of
+#: a solution the outcome reward reads: a runaway completion (a 1 MB reply, a 4,000-line chain)
+#: costs a bounded number of reward queries of bounded size, and says what was left out.
+MAX_STEPS = 32
+MAX_STEP_CHARS = 1_000
+MAX_SOLUTION_CHARS = 16_000
+
 _STEP_LABEL = re.compile(r"(?im)^[ \t>*#_]*step[ \t]*(\d+)[ \t]*[:.)\-]?[*_]*[ \t]*[:.)\-]?[ \t]*")
 _NUMBERED = re.compile(r"(?m)^[ \t]*(\d+)[.)][ \t]+")
 
@@ -54,3 +61,37 @@ def format_steps(steps: list[str], scores: list[float] | None = None) -> str:
             line += f" (Score: {score_out_of_10(scores[i - 1])}/10)"
         lines.append(line)
     return "\n".join(lines)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters: its head and its tail (which states the answer)."""
+    if len(text) <= limit:
+        return text
+    marker = f" [... {len(text) - limit:,} characters skipped ...] "
+    head = (limit - len(marker)) * 2 // 3
+    tail = limit - len(marker) - head
+    return text[:head] + marker + text[len(text) - tail :]
+
+
+def bound_steps(
+    steps: list[str], max_steps: int = MAX_STEPS, max_chars: int = MAX_STEP_CHARS
+) -> tuple[list[str], str | None]:
+    """The steps to score and a sentence saying what was left out (None when nothing was).
+
+    A chain with more than `max_steps` steps keeps its first `max_steps - 1` and its last (the
+    one stating the answer); a step longer than `max_chars` keeps its head and tail.
+    """
+    notes = []
+    if len(steps) > max_steps:
+        notes.append(f"scored {max_steps} of its {len(steps):,} steps (the first {max_steps - 1} and the last)")
+        steps = steps[: max_steps - 1] + steps[-1:]
+    long = sum(len(step) > max_chars for step in steps)
+    if long:
+        notes.append(f"cut {long} step{'s' if long != 1 else ''} to {max_chars:,} characters")
+        steps = [_cut(step, max_chars) for step in steps]
+    return steps, "; ".join(notes) or None
+
+
+def bound_solution(text: str, max_chars: int = MAX_SOLUTION_CHARS) -> str:
+    """A solution as the outcome reward reads it: at most `max_chars` characters, head and tail."""
+    return _cut(text, max_chars)

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Self-Refine's feedback rounds at most (default 4)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
-    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
+    parser.add_argument("--max-tokens", type=positive_int, default=None,
+                        help="token limit per completion (default 1024 for the embedded model, 4096 for a server)")
     parser.add_argument("--concurrency", type=positive_int, default=4, help="problems at a time (default 4)")
     parser.add_argument("--calibration", choices=["batch", "self", "saved"], default="batch",
                         help="MAgICoRe's mu/sigma: batch (first chain of every problem, as the reference; "
@@ -64,12 +65,11 @@ def run(args) -> int:
 
 
 def _run(args, out) -> None:
-    import asyncio
-
     from magicore.evals.bench import BenchSettings, Models, run_bench
     from magicore.evals.datasets import load_problems
     from magicore.graphs.build import normalize_method
     from magicore.graphs.calibration import load_calibration
+    from magicore.ui import interrupt
     from magicore.ui.cli import method_config
     from magicore.ui.runtime import runtime_from_args
 
@@ -94,5 +94,5 @@ def _run(args, out) -> None:
     method_config(**settings.config_values())  # a value out of range fails here, in one line
     saved = load_calibration(rt.model_spec, rt.reward_spec) if args.calibration == "saved" else None
     models = Models(rt.model, rt.reviewer_model, rt.refiner_model, rt.reward_spec, saved)
-    asyncio.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,
-                          progress=not args.no_progress))  # fmt: skip
+    interrupt.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,
+                            progress=not args.no_progress))  # fmt: skip

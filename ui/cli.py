@@ -1,7 +1,8 @@
 """The `magicore` command line: parses arguments and dispatches to one module per command.
 
-Exit codes: 0 success; 1 an error magicore explains in one line; 2 a usage error; 3 the model
-gave no parsable answer; 130 interrupted.
+Exit codes: 0 success; 1 a runtime error (a model server, the sandbox, a missing install),
+explained in one line; 2 a usage error (a bad option, question, file or model spec), also one
+line; 3 the model gave no parsable answer; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
+import signal
 import sys
 
-from magicore.tools.errors import MagicoreError
+from magicore.tools.errors import InputError, MagicoreError
 
 EXIT_ERROR, EXIT_USAGE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -50,6 +53,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
@@ -124,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         return module.run(args)
     except MagicoreError as error:
         print(f"magicore: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE if isinstance(error, InputError) else EXIT_ERROR
     except KeyboardInterrupt:
+        # A second Ctrl-C must not break the clean-up that follows (the embedded server's stop,
+        # the checkpoint database's thread): it would print a traceback from an exit handler.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("magicore: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `magicore ... | head`: the reader left; not an error

@@ -27,10 +27,17 @@ def print_result(result: RunResult, *, show_samples: bool = False) -> None:
     unparsed = sum(1 for c in result.chains if c.answer is None)
     if unparsed:
         print(f"        ({unparsed} of {len(result.chains)} chains had no parsable answer)")
+    limit = result.extra.get("max_tokens")
     print(
         f"Cost:   {result.llm_calls} LLM calls, {result.input_tokens} input + "
         f"{result.output_tokens} output tokens, {result.seconds:.1f} s"
+        + (f" (at most {limit} tokens per completion)" if limit else "")
     )
+    long = [c for c in result.chains if c.skipped]
+    if long:
+        worst = max(long, key=lambda c: len(c.text))
+        print(f"Note:   {len(long)} of {len(result.chains)} chains too long to score whole; the longest "
+              f"({len(worst.text):,} characters) {worst.skipped}")  # fmt: skip
     if show_samples:
         for i, chain in enumerate(result.chains, 1):
             print(f"\n--- chain {i}: answer {chain.answer!r} ---")

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refinement rounds at most (default 3 for magicore, 4 for self-refine)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
-    parser.add_argument("--max-tokens", type=positive_int, default=None, help="token limit per completion")
+    parser.add_argument("--max-tokens", type=positive_int, default=None,
+                        help="token limit per completion (default 1024 for the embedded model, 4096 for a server)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
     parser.add_argument("--task", choices=["auto", "word", "math", "mcq"], default="auto",
                         help="task family for the prompts (default: guessed from the question)")
@@ -39,16 +40,31 @@ def read_question(args) -> str:
         raise InputError("give the question as an argument or with --file, not both")
     if args.file:
         try:
-            return Path(args.file).read_text(encoding="utf-8")
+            with open(args.file, "rb") as f:
+                return read_bounded(f, args.file)
         except OSError as e:
             raise InputError(f"cannot read {args.file}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise InputError(f"{args.file} is not UTF-8 text") from e
     if args.question == "-":
-        return sys.stdin.read()
+        return read_bounded(sys.stdin.buffer, "standard input")
     if args.question is None:
         raise InputError("no question: pass it as an argument, '-' for stdin, or --file PATH")
     return args.question
+
+
+def read_bounded(stream, source: str) -> str:
+    """At most what a question may hold, decoded as UTF-8: a file such as /dev/zero or an endless
+    pipe is refused after that many bytes instead of filling memory."""
+    from magicore.agents.questions import MAX_QUESTION_CHARS
+
+    limit = 4 * MAX_QUESTION_CHARS  # UTF-8 takes at most 4 bytes a character
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f"{source} holds more than {limit:,} bytes; a question is at most "
+                         f"{MAX_QUESTION_CHARS:,} characters")  # fmt: skip
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{source} is not UTF-8 text (byte {e.start} is invalid)") from None
 
 
 SELF_CALIBRATION_NOTE = (
@@ -59,11 +75,11 @@ SELF_CALIBRATION_NOTE = (
 
 
 def run(args) -> int:
-    import asyncio
     import json
 
     from magicore.agents.questions import check_question
     from magicore.graphs.api import asolve
+    from magicore.ui import interrupt
     from magicore.ui.cli import EXIT_NO_ANSWER, method_config
     from magicore.ui.progress import Progress
     from magicore.ui.render import explain, print_result
@@ -79,7 +95,7 @@ def run(args) -> int:
     rt = runtime_from_args(args)
     progress = Progress(config.k if args.method != "self-refine" else 1)
     try:
-        result = asyncio.run(asolve(
+        result = interrupt.run(asolve(
             question, method=args.method, model=rt.model, reviewer_model=rt.reviewer_model,
             refiner_model=rt.refiner_model, reward=rt.reward_spec if args.method in ("magicore", "bok") else None,
             config=config, family=None if args.task == "auto" else args.task,
@@ -88,6 +104,7 @@ def run(args) -> int:
     finally:
         progress.close()
     result.extra["model"] = rt.model_spec
+    result.extra["max_tokens"] = getattr(rt.model, "max_tokens", None)
     if args.method in ("magicore", "bok"):
         result.extra["reward"] = rt.reward_spec
     if args.method == "magicore":

@@ -27,7 +27,7 @@ MEMO_SIZE = 512  # chains whose step checks are remembered
 from magicore.tools.rewards._claims import Equation, Number, Segment, extract
 from magicore.tools.rewards.base import RewardModel
 from magicore.tools.sandbox import arun_python
-from magicore.tools.steps import split_steps
+from magicore.tools.steps import bound_steps, split_steps
 
 MAX_BITS = 4096  # numerator/denominator size past which a value is "too large to check"
 CARRY_TOLERANCE = Fraction(1, 100)  # relative slack once a chain goes on from a rounded value
@@ -277,7 +277,7 @@ class ExecutionVerifier(RewardModel):
         return [c.score for c in await self.averify_steps(question, steps)]
 
     async def ascore_outcome(self, question: str, solution: str) -> float:
-        return self.outcome(await self.averify_steps(question, split_steps(solution)))
+        return self.outcome(await self.averify_steps(question, bound_steps(split_steps(solution))[0]))
 
     def outcome(self, checks: Sequence[StepCheck]) -> float:
         """The share of decided claims that hold, mapped linearly onto [falsified_score,

