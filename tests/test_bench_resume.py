@@ -36,7 +36,8 @@ HARD = "p1"
 ANSWERS = {p.id: [p.answer] * 4 for p in PROBLEMS} | {HARD: ["5", "6", "7", "9"]}
 REWARD = FakeAnswerReward({**{p.answer: (0.9, 0.9) for p in PROBLEMS},
                            "5": (0.4, 0.4), "6": (0.2, 0.2), "7": (0.2, 0.2), "9": (0.2, 0.2)})  # fmt: skip
-SETTINGS = dict(dataset="t", methods=["magicore"], k=4, rounds=1, model="scripted", reward="fake", concurrency=1)
+CONFIG = "magicore@4"
+SETTINGS = dict(dataset="t", methods=[CONFIG], k=4, rounds=1, model="scripted", reward="fake", concurrency=1)
 
 
 def _problem(messages) -> Problem:
@@ -61,7 +62,7 @@ def scripted() -> RoleScriptedModel:
 def _run(out, model) -> dict:
     settings = BenchSettings(**SETTINGS)
     return asyncio.run(run_bench(PROBLEMS, settings, Models(model, reward=REWARD), out,
-                                 progress=False, log=lambda _t: None))["magicore"]  # fmt: skip
+                                 progress=False, log=lambda _t: None))[CONFIG]  # fmt: skip
 
 
 def _saves_then_kill(kill_at: int | None, events_path) -> None:
@@ -123,10 +124,10 @@ def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     events = out / "saves.txt"
     assert _fork(out / "run", None, events) == 0
-    records = {r["id"]: _comparable(r) for r in JsonlLog(out / "run" / "magicore.jsonl").read()}
+    records = {r["id"]: _comparable(r) for r in JsonlLog(out / "run" / f"{CONFIG}.jsonl").read()}
     assert records[HARD]["hard"] is True and records[HARD]["rounds"] == 1
     assert [records[p.id]["hard"] for p in PROBLEMS].count(True) == 1
-    calibration = json.loads((out / "run" / "calibration.json").read_text())
+    calibration = json.loads((out / "run" / f"{CONFIG}.calibration.json").read_text())
     return records, calibration, events.read_text().splitlines()
 
 
@@ -150,10 +151,10 @@ def test_a_kill_at_every_node_boundary_resumes_exactly(reference, tmp_path):
         code = _fork(out, kill_at, tmp_path / f"saves{kill_at}.txt")
         assert code == -signal.SIGKILL, f"save {kill_at} ({saves[kill_at - 1]}): the run was not killed"
         stored = (tmp_path / f"saves{kill_at}.txt").read_text()
-        sampled = {p.id for p in PROBLEMS if f"writes problem:{p.id} ~__pregel_pull, solve [" in stored}
+        sampled = {p.id for p in PROBLEMS if f"writes {CONFIG}:problem:{p.id} ~__pregel_pull, solve [" in stored}
         again = scripted()
         resumed = _run(out, again)
-        lines = JsonlLog(out / "magicore.jsonl").read()
+        lines = JsonlLog(out / f"{CONFIG}.jsonl").read()
         resampled = {_problem(m).id for m in again.calls("solver")} & sampled
         got = {r["id"]: _comparable(r) for r in lines}
         problems = []
@@ -163,7 +164,7 @@ def test_a_kill_at_every_node_boundary_resumes_exactly(reference, tmp_path):
             problems.append(f"sampled {sorted(resampled)} again")
         if got != records or {i: _comparable(r) for i, r in resumed.items()} != records:
             problems.append(f"records differ: {got} vs {records}")
-        if json.loads((out / "calibration.json").read_text()) != calibration:
+        if json.loads((out / f"{CONFIG}.calibration.json").read_text()) != calibration:
             problems.append("calibration differs")
         if problems:
             failures.append(f"kill after save {kill_at} ({saves[kill_at - 1]}): " + "; ".join(problems))
