@@ -17,17 +17,17 @@ from magicore.agents.fake import ScriptedFakeChatModel
 from magicore.evals.mock_server import MockServer, MockSettings
 from magicore.graphs.build import build_graph
 from magicore.graphs.config import MethodConfig
-from magicore.ui.app_runner import LoopThread
-from magicore.ui.app_store import DB_NAME, ConversationStore, Turn
+from magicore.ui.app.runner import LoopThread
+from magicore.ui.app.store import DB_NAME, ConversationStore, Turn
 
-APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+APP = Path(__file__).resolve().parents[1] / "ui" / "app" / "main.py"
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
 
 
 @pytest.fixture(autouse=True)
 def ui_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MAGICORE_UI_DIR", str(tmp_path))
-    monkeypatch.setenv("MAGICORE_UI_MODEL_FACTORY", "magicore.ui.app_demo:demo_model")
+    monkeypatch.setenv("MAGICORE_UI_MODEL_FACTORY", "magicore.ui.app.demo:demo_model")
     monkeypatch.setenv("MAGICORE_UI_REWARD", "verifier")
     for name in ("MAGICORE_MODEL", "MAGICORE_TRACE", "MAGICORE_TRACE_URL", "MAGICORE_UI_METHOD"):
         monkeypatch.delenv(name, raising=False)
@@ -192,7 +192,7 @@ def test_a_stopped_run_is_cancelled_and_recorded_whole(tmp_path):
     assert loop.call(store.record("t", turn, turn.reply("stopped")))
     assert not loop.call(store.record("t", turn, turn.reply("stopped")))  # recorded once
 
-    from magicore.ui.app_demo import demo_model
+    from magicore.ui.app.demo import demo_model
 
     after = Turn("What is 40 + 2?", build_graph("sc", model=demo_model(), config=MethodConfig(k=8), checkpointer=False))
     events: list[dict] = []

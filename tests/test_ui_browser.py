@@ -18,8 +18,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from magicore.evals.mock_server import MockServer, MockSettings
-from magicore.ui.app_demo import DemoResponder
-from magicore.ui.app_screenshot import ANSWER, ERROR, ask, full_page_png, make_driver, wait_for
+from magicore.ui.app.demo import DemoResponder
+from magicore.ui.app.screenshot import ANSWER, ERROR, ask, full_page_png, make_driver, wait_for
 from magicore.ui.ui_command import free_port, stop, wait_ready
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"

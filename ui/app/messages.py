@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from magicore.ui.app_panel import md, render_panel
-from magicore.ui.app_progress import Progress
-from magicore.ui.app_tracing import trace_url
+from magicore.ui.app.panel import md, render_panel
+from magicore.ui.app.progress import Progress
+from magicore.ui.app.tracing import trace_url
 
 
 def route_text(reply: dict) -> str:

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from magicore.ui.app_progress import FINAL, SAMPLES, TABLE, Progress
+from magicore.ui.app.progress import FINAL, SAMPLES, TABLE, Progress
 
 # Excel's red-yellow-green scale: 0 (surely wrong) .. 1 (surely right)
 _LOW, _MID, _HIGH = (248, 105, 107), (255, 235, 132), (99, 190, 123)
