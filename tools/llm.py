@@ -74,11 +74,13 @@ class UsageCallback(BaseCallbackHandler):
 
     def __init__(self) -> None:
         self.usage = Usage()
+        self.response: dict[str, Any] = {}  # the last call's response id and model, when sent
 
     def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
         generations = [g for batch in response.generations for g in batch if isinstance(g, ChatGeneration)]
         if generations:
             self.usage += _usage(response.llm_output, generations)
+            self.response = _response_facts(response.llm_output, generations)
 
 
 #: The handlers of the enclosing `track_usage` scopes (innermost last).
@@ -279,13 +281,14 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
             for c in completions:
                 c.metadata["span"] = link
             if span.is_recording():
-                _record_response(span, messages, completions, used, _response_facts(result, generations))
+                _record_response(span, messages, completions, used, counter.response)
     return completions, used
 
 
-def _response_facts(result: LLMResult, generations: list[ChatGeneration]) -> dict[str, Any]:
-    """`gen_ai.response.id` and `gen_ai.response.model` when the server sent them."""
-    output = result.llm_output or {}
+def _response_facts(llm_output: dict | None, generations: list[ChatGeneration]) -> dict[str, Any]:
+    """`gen_ai.response.id` and `gen_ai.response.model` when the server sent them (the callback
+    sees one request's own output; `agenerate`'s combined result drops the id)."""
+    output = llm_output or {}
     metadata = generations[0].message.response_metadata or {}
     response_id = output.get("id") or metadata.get("id")
     model = metadata.get("model_name") or output.get("model_name") or metadata.get("model")
