@@ -61,6 +61,13 @@ class Usage:
             self.output_tokens + other.output_tokens,
         )
 
+    def __iadd__(self, other: Usage) -> Usage:  # in place: a `track_usage` scope holds this object
+        self.llm_calls += other.llm_calls
+        self.requests += other.requests
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        return self
+
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
