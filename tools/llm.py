@@ -82,11 +82,22 @@ class UsageCallback(BaseCallbackHandler):
     def __init__(self) -> None:
         self.usage = Usage()
         self.response: dict[str, Any] = {}  # the last call's response id and model, when sent
+        self._chunks: dict[Any, int] = {}  # streamed text chunks per model call
 
-    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str, *, run_id: Any = None, **kwargs: Any) -> None:
+        if token:
+            self._chunks[run_id] = self._chunks.get(run_id, 0) + 1
+
+    def on_llm_end(self, response: LLMResult, *, run_id: Any = None, **kwargs: Any) -> None:
         generations = [g for batch in response.generations for g in batch if isinstance(g, ChatGeneration)]
+        chunks = self._chunks.pop(run_id, 0)
         if generations:
-            self.usage += _usage(response.llm_output, generations)
+            used = _usage(response.llm_output, generations)
+            if chunks and not (used.input_tokens or used.output_tokens):
+                # a server that streams without usage (llama-cpp-python's): servers send a token
+                # per chunk, so the chunks count the output; the input stays uncounted
+                used.output_tokens = chunks
+            self.usage += used
             self.response = _response_facts(response.llm_output, generations)
 
 
@@ -297,7 +308,7 @@ def _response_facts(llm_output: dict | None, generations: list[ChatGeneration]) 
     sees one request's own output; `agenerate`'s combined result drops the id)."""
     output = llm_output or {}
     metadata = generations[0].message.response_metadata or {}
-    response_id = output.get("id") or metadata.get("id")
+    response_id = output.get("id") or metadata.get("id")  # a streamed answer carries none
     model = metadata.get("model_name") or output.get("model_name") or metadata.get("model")
     return {"gen_ai.response.id": response_id, "gen_ai.response.model": model}
 

@@ -92,9 +92,12 @@ def _answer_live(question: str, settings: Settings, thread_id: str, store) -> No
                 return
             stop = st.empty()
             stop.button("Stop", icon=":material/stop_circle:", key="stop", help="Cancel this run")
-            status = st.status("Solving…", expanded=True)
-            with status:
-                panel = LivePanel()
+            # Open and running until the answer. The status is never entered as a `with` block
+            # (leaving it marks the status complete) and its label is not updated while the
+            # run goes on (an update without `expanded` folds it): the elapsed time is a line
+            # inside the panel.
+            status = st.status("Solving…", expanded=True, state="running")
+            panel = LivePanel(status)
             started = time.monotonic()
             run = loop.start(lambda emit: store.run_turn(thread_id, turn, emit))
             while True:
@@ -105,10 +108,11 @@ def _answer_live(question: str, settings: Settings, thread_id: str, store) -> No
                 if dirty:
                     panel.update(progress, dirty)
                 # every Streamlit call is where a rerun (Stop, a new question) interrupts us
-                status.update(label=f"Solving… {time.monotonic() - started:.1f} s")
+                panel.timer.caption(f"Working for {time.monotonic() - started:.1f} s")
                 if finished:
                     break
             stop.empty()
+            panel.timer.empty()
             try:
                 reply = run.result()
             except Exception as error:  # noqa: BLE001 - the store itself failed (disk full, locked...)

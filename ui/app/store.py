@@ -97,11 +97,15 @@ def chat_graph(turn: Turn | None, checkpointer):
             progress.apply(event)
             writer(event)
 
+        def on_token(event: dict) -> None:  # the Solver's text as it is written: shown, not stored
+            if event.get("role") == "solver":
+                writer(event)
+
         tracing = untraced() if not turn.trace else contextlib.nullcontext()
         try:
             with tracing:
                 result = await asolve(state["question"], model=None, graph=turn.method_graph, session_id=thread_of(),
-                                      calibration=turn.calibration, on_event=on_event,
+                                      calibration=turn.calibration, on_event=on_event, on_token=on_token,
                                       run_config={"recursion_limit": turn.recursion_limit})  # fmt: skip
             reply = turn.reply("ok", progress, **result.to_json())
         except Exception as error:  # noqa: BLE001 - every failure becomes a readable chat message
