@@ -104,9 +104,14 @@ NODE_ROLES = {"solve": "solver", "draft": "solver", "review": "reviewer", "feedb
 
 
 def token_event(chunk: Any, metadata: dict) -> dict | None:
-    """A `messages`-mode chunk as an `on_token` event (None for one without text)."""
-    text = getattr(chunk, "text", None)
-    text = text() if callable(text) else text  # a method in langchain-core < 1.0
+    """A streamed `messages`-mode chunk as an `on_token` event (None for one without text, and
+    for a whole message: the answer of a call that was not streamed)."""
+    from langchain_core.messages import BaseMessageChunk
+
+    if not isinstance(chunk, BaseMessageChunk):
+        return None
+    content = getattr(chunk, "content", None)
+    text = content if isinstance(content, str) else str(getattr(chunk, "text", "") or "")
     if not text:
         return None
     node = (metadata or {}).get("langgraph_node")

@@ -77,15 +77,17 @@ def test_question_in_status_panel_and_answer_out():
     assert len(diffs) == 8 and all("+Step 2: 3 + 4 = 7." in d and "-Step 2: 3 + 4 = " in d for d in diffs)
     assert sum("Step 2 is wrong: 3 + 4 is 7" in m.value for m in status.markdown) == 8
     assert assistant.get("vega_lite_chart"), "the final vote is drawn as a bar chart"
-    assert [(m.label, m.value) for m in assistant.metric] == [("Answer", "7")]
+    assert [(m.label, m.value) for m in assistant.metric] == [("Answer", "7"), ("Vote share", "100%")]
     summary = texts(assistant)
     assert "**Method** MAgICoRe" in summary and "**Route** hard: 1 refinement round(s), then easy" in summary
     assert "24 LLM calls" in summary and "reward `verifier`" in summary
+    assert "Cost by role: solver 8 calls, " in summary and "reviewer 8 calls, " in summary
+    assert "refiner 8 calls, " in summary
 
     # a reload of the same address shows the same conversation, read back from SQLite
     again = app(at.query_params["c"])
     assert [m.name for m in again.chat_message] == ["user", "assistant"]
-    assert [(m.label, m.value) for m in again.metric] == [("Answer", "7")]
+    assert [(m.label, m.value) for m in again.metric] == [("Answer", "7"), ("Vote share", "100%")]
     assert again.status[0].label == status.label and len(again.chat_message[1].dataframe) == 2
     # another address is another conversation
     assert [m.name for m in app("other").chat_message] == []
@@ -96,7 +98,7 @@ def test_baselines_show_their_own_panels_in_one_conversation():
     at.sidebar.selectbox(key="method").set_value("sc").run()
     ask(at)
     sc = at.chat_message[1]
-    assert [m.value for m in sc.metric] == ["8"]  # three of eight samples agree on the wrong sum
+    assert [m.value for m in sc.metric] == ["8", "38%"]  # three of eight samples agree on the wrong sum
     assert "Self-Consistency" in texts(sc) and "majority vote" in texts(sc)
     assert list(sc.dataframe[0].value.columns) == ["#", "answer", "from"]  # no scores
     assert sc.get("vega_lite_chart")
@@ -104,7 +106,7 @@ def test_baselines_show_their_own_panels_in_one_conversation():
     at.sidebar.selectbox(key="method").set_value("self-refine").run()
     ask(at)
     refine = at.chat_message[3]
-    assert [m.value for m in refine.metric] == ["7"]
+    assert [m.value for m in refine.metric] == ["7", "100%"]
     panel = texts(refine.status[0])
     assert "**First draft**" in panel and "**Round 1: feedback and revision**" in panel
     assert "**Round 2: feedback and revision**" in panel and "The feedback says the solution is correct" in panel
@@ -136,7 +138,7 @@ def test_errors_are_chat_messages_and_the_app_keeps_working():
 
     at.sidebar.radio(key="backend").set_value("factory").run()
     ask(at)
-    assert [m.value for m in at.chat_message[7].metric] == ["7"]
+    assert [m.value for m in at.chat_message[7].metric] == ["7", "100%"]
     reloaded = app(at.query_params["c"])  # the failed turns are part of the history too
     assert [len(m.error) for m in reloaded.chat_message[1::2]] == [1, 1, 0, 0]
 
@@ -159,7 +161,7 @@ def test_tracing_toggle_shows_the_trace_id_and_link(spans, monkeypatch):
     at.sidebar.toggle(key="tracing").set_value(False).run()
     spans.clear()
     ask(at)
-    assert "trace `" not in texts(at.chat_message[3]) and [m.value for m in at.chat_message[3].metric] == ["8"]
+    assert "trace `" not in texts(at.chat_message[3]) and [m.value for m in at.chat_message[3].metric][0] == "8"
     assert spans.get_finished_spans() == ()  # the run was not traced at all
 
 
