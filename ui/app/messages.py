@@ -54,7 +54,8 @@ def render_answer(reply: dict) -> None:
     else:
         share = vote_share(reply)
         left, right = st.columns([3, 1])
-        left.metric("Answer", str(answer))
+        # keyed, so the page's answers can be told from the other numbers (the screenshot waits for one)
+        left.container(key=f"answer-{reply.get('turn') or id(reply)}").metric("Answer", str(answer))
         if share is not None:
             right.metric("Vote share", f"{share:.0%}", help="the answer's weight in the final vote over all answers'")
     method = reply.get("method_label") or reply.get("method")
