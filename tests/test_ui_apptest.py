@@ -224,3 +224,22 @@ def test_replies_saved_by_another_version_still_show(ui_env):
     assert any("cannot show" in w.value for w in at.warning)  # the second, in words
     at.chat_input[0].set_value(QUESTION).run()  # and the app keeps working
     assert not at.exception, at.exception
+
+
+def test_the_solvers_text_is_shown_while_written_and_not_stored():
+    from magicore.ui.app.progress import SAMPLES, TABLE, WRITING, Progress
+
+    p = Progress()
+    token = {"type": "token", "role": "solver", "node": "solve"}
+    assert p.apply({**token, "call": "a", "text": "Step 1: "}) == {WRITING}
+    p.apply({**token, "call": "b", "text": "Step 1: 2 + 2"})
+    p.apply({**token, "call": "a", "text": "4 = 4"})
+    assert p.apply({**token, "role": "reviewer", "call": "c", "text": "Step 2 is wrong"}) == set()
+    assert p.writing == {"a": "Step 1: 4 = 4", "b": "Step 1: 2 + 2"}
+    # a sample drawn whole leaves the writing area for the table
+    assert p.apply({"type": "chain", "index": 0, "k": 2, "text": "Step 1: 4 = 4", "answer": "4"}) == {
+        SAMPLES, TABLE, WRITING}
+    assert p.writing == {"b": "Step 1: 2 + 2"} and p.drawn == 1
+    assert "writing" not in p.to_dict() and Progress.from_dict(p.to_dict()).writing == {}
+    p.apply({"type": "scores", "round": 0, "pool": [], "reward": "verifier"})
+    assert p.writing == {}  # scoring starts: nothing is being written any more
