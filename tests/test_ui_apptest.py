@@ -240,6 +240,9 @@ def test_the_solvers_text_is_shown_while_written_and_not_stored():
     assert p.apply({"type": "chain", "index": 0, "k": 2, "text": "Step 1: 4 = 4", "answer": "4"}) == {
         SAMPLES, TABLE, WRITING}
     assert p.writing == {"b": "Step 1: 2 + 2"} and p.drawn == 1
+    from magicore.ui.app.panel import writing_text
+
+    assert writing_text(p) == "--- Writing sample 2…\nStep 1: 2 + 2"
     assert "writing" not in p.to_dict() and Progress.from_dict(p.to_dict()).writing == {}
-    p.apply({"type": "scores", "round": 0, "pool": [], "reward": "verifier"})
+    assert WRITING in p.apply({"type": "scores", "round": 0, "pool": [], "reward": "verifier"})
     assert p.writing == {}  # scoring starts: nothing is being written any more

@@ -55,12 +55,10 @@ def render_samples(p: Progress) -> None:
     st.progress(min(p.drawn / k, 1.0), text=f"Samples drawn: {p.drawn} of {k}")
 
 
-def render_writing(p: Progress) -> None:
+def writing_text(p: Progress) -> str:
     """The samples the Solver is writing, as they are written (servers answering one sample per
-    request stream; a server honouring n=k answers all at once)."""
-    for i, text in enumerate(p.writing.values()):
-        st.caption(f"Writing sample {p.drawn + i + 1}…")
-        st.code(text[-1200:], language=None, wrap_lines=True)
+    request stream; a server honouring n=k answers all at once), each under its own header."""
+    return "\n\n".join(f"--- Writing sample {p.drawn + i + 1}…\n{text[-1200:]}" for i, text in enumerate(p.writing.values()))
 
 
 def render_table(p: Progress) -> None:
@@ -196,9 +194,11 @@ class LivePanel:
         if SAMPLES in dirty:
             with self._samples.container():
                 render_samples(p)
-        if WRITING in dirty:
-            with self._writing.container():
-                render_writing(p)
+        if WRITING in dirty:  # one element, replaced whole: a shorter list leaves no stale blocks behind
+            if p.writing:
+                self._writing.code(writing_text(p), language=None, wrap_lines=True)
+            else:
+                self._writing.empty()
         if TABLE in dirty:
             with self._table.container():
                 render_table(p)

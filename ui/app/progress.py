@@ -59,14 +59,14 @@ class Progress:
         return dirty
 
     def _on_scores(self, e: dict) -> set[str]:
-        if self.writing:
-            self.writing.clear()
+        writing = {WRITING} if self.writing else set()
+        self.writing.clear()
         rows, number = [_row(v) for v in e.get("pool") or []], int(e.get("round") or 0)
         self.pool_size = len(rows)
         self.reward_name = e.get("reward")
         if self.scored_round is None:  # the samples' scores: the table at the top
             self.candidates, self.scored_round = rows, number
-            return {TABLE}
+            return {TABLE, *writing}
         return self._append({"kind": "pool", "round": number, "rows": rows})  # a later round's pool
 
     def _on_route(self, e: dict) -> set[str]:
