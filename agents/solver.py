@@ -54,12 +54,14 @@ class Solver:
         k: int | None = None,
         family: str | None = None,
         on_chain: Callable[[Chain], None] | None = None,
+        seed: int | None = None,
     ) -> SolverResult:
         """Sample `k` chains (the configured k by default).
 
         Args:
             family: "word", "math" or "mcq"; guessed from the question when None.
             on_chain: called with each parsed chain as soon as it arrives.
+            seed: the sampling seed (the configured one by default).
         """
         question = check_question(question)
         cfg = self.config
@@ -81,7 +83,7 @@ class Solver:
         with telemetry.agent_span("solver", self.model, **{"magicore.k": k, "magicore.task_family": family}) as span:
             completions, usage = await sample(
                 self.model, messages, n=k, temperature=cfg.temperature, top_p=cfg.top_p,
-                max_tokens=cfg.max_tokens, seed=cfg.seed, on_completion=arrived,
+                max_tokens=cfg.max_tokens, seed=cfg.seed if seed is None else seed, on_completion=arrived,
             )  # fmt: skip
             chains = [parse(c) for c in completions]
             telemetry.set_attributes(span, {**telemetry.usage_attributes(usage),

@@ -1,17 +1,24 @@
-"""The benchmark runner: every method on the same problems, with the same model and budget.
+"""The benchmark runner: method configurations on the same problems, paired by construction.
+
+Each configuration is a method and its k (`magicore@4`, `sc@12`). Every problem's chains are
+sampled once, at the largest k, and every configuration replays a prefix of them
+(evals/paired.py), so configurations differ by method, not by sampling luck.
 
 Resumable and crash-safe. `--out DIR` holds:
 
-    run.json                   settings and problem ids; a rerun must match them
-    {method}.jsonl             one line per finished problem, appended, flushed and fsynced
-    calibration.json           MAgICoRe's batch mu/sigma (first chain of every problem)
-    calibration_chains.jsonl   the first chains' rewards, as phase 1 finds them
-    checkpoints.sqlite         MAgICoRe's checkpointed graphs, one thread per problem
+    run.json                        settings and problem ids; a rerun must match them
+    samples.jsonl                   the chains sampled once per problem, with their cost
+    scores.jsonl                    reward scores per chain, computed once, charged to each user
+    {config}.jsonl                  one line per finished problem, appended, flushed and fsynced
+    {config}.calibration.json       MAgICoRe's batch mu/sigma (first chain of every problem)
+    {config}.calibration_chains.jsonl   the first chains' rewards, as phase 1 finds them
+    checkpoints.sqlite              MAgICoRe's checkpointed graphs, one thread per problem
 
 Batch calibration follows the reference: phase 1 runs MAgICoRe on every problem up to just
 before "route"; mu and sigma come from the first sampled chain of every problem; phase 2 resumes
-each problem with them. A rerun skips finished problems, reuses calibration.json, and resumes
-a problem interrupted mid-graph from its checkpoint. Imports graphs, agents, tools; never ui.
+each problem with them. A rerun skips finished problems, reuses samples and calibration, and
+resumes a problem interrupted mid-graph from its checkpoint; a configuration with a larger k
+samples only the chains that are missing. Imports graphs, agents, tools; never ui.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from magicore.agents.solver import Solver, SolverConfig
 from magicore.evals.bench_magicore import run_magicore
 from magicore.evals.bench_store import (
     JsonlLog,
@@ -37,18 +45,21 @@ from magicore.evals.bench_store import (
     write_json_atomic,
 )
 from magicore.evals.datasets import Problem
+from magicore.evals.paired import CachedReward, MethodRun, ReplaySolver, SampleStore, parse_configs, sample_problem
 from magicore.evals.progress import ProgressBar
+from magicore.graphs.aggregation import majority_vote
 from magicore.graphs.api import asolve
 from magicore.graphs.build import build_graph, normalize_method, resolve_reward
 from magicore.graphs.config import MethodConfig
-from magicore.graphs.state import Calibration
+from magicore.graphs.result import RunResult
+from magicore.graphs.state import Calibration, merge_usage
 from magicore.tools.errors import InputError
 from magicore.tools.rewards.base import RewardModel
 
 CALIBRATION_MODES = ("batch", "self", "saved")
 #: Settings a rerun into the same --out must share (methods may be added).
-FINGERPRINT = ("dataset", "subset", "limit", "seed", "problem_ids", "k", "rounds", "self_refine_rounds",
-               "max_tokens", "temperature", "top_p", "model", "reward", "calibration")  # fmt: skip
+FINGERPRINT = ("dataset", "subset", "limit", "seed", "sample_seed", "problem_ids", "rounds", "self_refine_rounds",
+               "max_tokens", "temperature", "top_p", "model", "reward", "calibration", "refine")  # fmt: skip
 
 
 @dataclass
@@ -56,7 +67,7 @@ class BenchSettings:
     """What a run is: the problems and the budget every method gets."""
 
     dataset: str
-    methods: list[str]
+    methods: list[str]  # configurations, "METHOD@K"; a bare method gets k
     k: int = 8
     rounds: int = 3
     self_refine_rounds: int = 4
@@ -66,6 +77,8 @@ class BenchSettings:
     subset: str | None = None
     limit: int | None = None
     seed: int | None = None
+    sample_seed: int = 0  # chain i of every problem is sampled with seed sample_seed + i
+    refine: str = "pool"  # MAgICoRe's refine scope: pool or latest (graphs/config.py)
     model: str = ""
     reward: str = ""
     calibration: str = "batch"  # batch | self | saved
@@ -74,10 +87,14 @@ class BenchSettings:
 
     def config_values(self) -> dict[str, Any]:
         return {"k": self.k, "rounds": self.rounds, "self_refine_rounds": self.self_refine_rounds,
-                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}  # fmt: skip
+                "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "refine": self.refine}  # fmt: skip
 
-    def method_config(self, calibration: Calibration | None = None) -> MethodConfig:
-        return MethodConfig(**self.config_values(), calibration=calibration)
+    def method_config(self, calibration: Calibration | None = None, *, k: int | None = None) -> MethodConfig:
+        values = self.config_values()
+        if k is not None:
+            values["k"] = k
+        return MethodConfig(**values, calibration=calibration)
 
 
 # --------------------------------------------------------------------------- run settings
@@ -158,48 +175,87 @@ async def run_bench(
     settings.problem_ids = [p.id for p in problems]
     if len(set(settings.problem_ids)) != len(problems):
         raise InputError("the selected problems have duplicate ids")
-    methods = [normalize_method(m) for m in settings.methods]
-    settings.methods = methods
+    runs = parse_configs(settings.methods, settings.k, normalize_method)
+    settings.methods = [run.label for run in runs]
     if settings.calibration not in CALIBRATION_MODES:
         raise InputError(f"unknown calibration '{settings.calibration}': use {', '.join(CALIBRATION_MODES)}")
-    if "magicore" in methods and settings.calibration == "saved" and models.saved_calibration is None:
+    if any(r.method == "magicore" for r in runs) and settings.calibration == "saved" and models.saved_calibration is None:
         raise InputError("--calibration saved: no saved calibration for this model and reward "
                          "(run `magicore calibrate` first)")  # fmt: skip
     prepare_out(out, settings)
     log = log or (lambda text: print(text, file=sys.stderr))
-    reward = resolve_reward(models.reward, models.model) if {"magicore", "bok"} & set(methods) else None
     limit = asyncio.Semaphore(settings.concurrency)
+    store = SampleStore(out)
+    await _sample(problems, max(r.k for r in runs), settings, models, store, limit, progress, log)
+    replay = ReplaySolver(store, problems)
+    reward = None
+    if {"magicore", "bok"} & {r.method for r in runs}:
+        reward = CachedReward(resolve_reward(models.reward, models.model), out)
     results: dict[str, dict[str, dict]] = {}
-    for method in methods:
-        done = load_results(out, method)
+    for run in runs:
+        done = load_results(out, run.label)
         todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]
+        todo = [p for p in todo if store.has(p.id, run.k)]  # a problem whose sampling failed waits for a rerun
         if todo:
-            log(f"{method}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} already done")
+            log(f"{run.label}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} done or waiting for samples")
         else:
-            log(f"{method}: all {len(problems)} problems already done")
-        sink = JsonlLog(results_path(out, method))
-        if method == "magicore":
-            await run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log)
+            log(f"{run.label}: nothing to run ({len(done)} of {len(problems)} problems done)")
+        sink = JsonlLog(results_path(out, run.label))
+        if run.method == "magicore":
+            await run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log,
+                               run=run, solver=replay)  # fmt: skip
+        elif run.method == "self-refine":
+            await _run_self_refine(run, todo, settings, models, replay, sink, limit, progress)
         elif todo:
-            await _run_baseline(method, todo, settings, models, reward, sink, limit, progress)
-        results[method] = load_results(out, method)
+            await _run_baseline(run, todo, settings, models, reward, replay, sink, limit, progress)
+        results[run.label] = load_results(out, run.label)
     return results
 
 
-async def _run_baseline(method, todo, settings, models, reward, sink, limit, progress) -> None:
-    graph = build_graph(method, model=models.model, reviewer_model=models.reviewer_model,
-                        refiner_model=models.refiner_model, reward=reward if method == "bok" else None,
-                        config=settings.method_config())  # fmt: skip
-    bar = ProgressBar(len(todo), method, progress)
+async def _sample(problems, k, settings, models, store, limit, progress, log) -> None:
+    """Phase 0: sample every problem's chains once, up to `k` (only the missing ones)."""
+    todo = [p for p in problems if not store.has(p.id, k)]
+    if not todo:
+        return
+    log(f"sampling: {len(todo)} problem(s) need {k} chains each")
+    solver = Solver(models.model, SolverConfig(temperature=settings.temperature, top_p=settings.top_p,
+                                               max_tokens=settings.max_tokens))  # fmt: skip
+    bar = ProgressBar(len(todo), f"sample {k} chains", progress)
+
+    async def one(problem: Problem) -> None:
+        async with limit:
+            entry = store.entries.get(problem.id)
+            have = list(entry["chains"]) if entry else []
+            try:
+                new = await sample_problem(solver, problem, k - len(have), settings.sample_seed + len(have),
+                                           family=entry.get("family") if entry else None)  # fmt: skip
+            except Exception as error:  # one failing problem must not end the batch; a rerun retries it
+                log(f"sampling {problem.id} failed: {error}")
+                bar.update()
+                return
+            store.add({**new, "k": k, "seed": settings.sample_seed, "chains": have + new["chains"]})
+            bar.update()
+
+    try:
+        await asyncio.gather(*(one(p) for p in todo))
+    finally:
+        bar.close()
+
+
+async def _run_baseline(run: MethodRun, todo, settings, models, reward, replay, sink, limit, progress) -> None:
+    graph = build_graph(run.method, model=models.model, reward=reward if run.method == "bok" else None,
+                        config=settings.method_config(k=run.k), solver=replay)  # fmt: skip
+    bar = ProgressBar(len(todo), run.label, progress)
 
     async def one(problem: Problem) -> None:
         async with limit:
             started = time.perf_counter()
             try:
-                result = await asolve(problem.question, method=method, model=models.model, graph=graph)
-                record = make_record(problem, method, result, result.seconds)
+                result = await asolve(problem.question, method=run.method, model=models.model, graph=graph)
+                record = make_record(problem, run.method, result, result.seconds, config=run.label, k=run.k)
             except Exception as error:  # one failing problem must not end the batch
-                record = make_record(problem, method, None, time.perf_counter() - started, error)
+                record = make_record(problem, run.method, None, time.perf_counter() - started, error,
+                                     config=run.label, k=run.k)  # fmt: skip
             sink.append(record)
             bar.update(record)
 
@@ -209,3 +265,51 @@ async def _run_baseline(method, todo, settings, models, reward, sink, limit, pro
         bar.close()
 
 
+async def _run_self_refine(run: MethodRun, todo, settings, models, replay, sink, limit, progress) -> None:
+    """Self-Refine on k chains, as the MAgICoRe paper evaluates it: each of the problem's first
+    k sampled chains is refined on its own (the single-chain method), and the final answer is
+    the majority of the k refined answers."""
+    config = settings.method_config(k=1)
+    graphs = [build_graph("self-refine", model=models.model, config=config, solver=replay.at(i)) for i in range(run.k)]
+    bar = ProgressBar(len(todo), run.label, progress)
+
+    async def one(problem: Problem) -> None:
+        async with limit:
+            started = time.perf_counter()
+            try:
+                results = await asyncio.gather(*(asolve(problem.question, method="self-refine", model=models.model,
+                                                        graph=g) for g in graphs))  # fmt: skip
+                result = combine_refined(problem.question, results, time.perf_counter() - started)
+                record = make_record(problem, "self-refine", result, result.seconds, config=run.label, k=run.k)
+            except Exception as error:
+                record = make_record(problem, "self-refine", None, time.perf_counter() - started, error,
+                                     config=run.label, k=run.k)  # fmt: skip
+            sink.append(record)
+            bar.update(record)
+
+    try:
+        await asyncio.gather(*(one(p) for p in todo))
+    finally:
+        bar.close()
+
+
+def combine_refined(question: str, results: Sequence[RunResult], seconds: float) -> RunResult:
+    """k single-chain Self-Refine runs as one: the majority of their final answers, their summed
+    cost, and each run's drafts (tagged with the chain they started from)."""
+
+    class _Final:
+        def __init__(self, answer):
+            self.answer = answer
+
+    vote = majority_vote([_Final(r.answer) for r in results])
+    usage: dict = {}
+    for r in results:
+        usage = merge_usage(usage, r.usage_by_role)
+    drafts = [{**d, "chain": i} for i, r in enumerate(results) for d in r.drafts]
+    return RunResult(
+        question=question, answer=vote.answer, method="self-refine", votes=vote.weights,
+        llm_calls=sum(r.llm_calls for r in results), requests=sum(r.requests for r in results),
+        input_tokens=sum(r.input_tokens for r in results), output_tokens=sum(r.output_tokens for r in results),
+        seconds=seconds, rounds=max((r.rounds for r in results), default=0), usage_by_role=usage, drafts=drafts,
+        chains=[c for r in results for c in r.chains[:1]],
+    )

@@ -28,8 +28,8 @@ from magicore.graphs.tracing import Workflow, trace_id_of
 from magicore.tools import telemetry
 
 
-def _thread(problem: Problem) -> dict:
-    return {"configurable": {"thread_id": f"problem:{problem.id}"}}
+def _thread(problem: Problem, label: str = "magicore") -> dict:
+    return {"configurable": {"thread_id": f"{label}:problem:{problem.id}"}}
 
 
 async def first_chain(graph, config: dict):
@@ -46,33 +46,37 @@ async def first_chain(graph, config: dict):
     return None
 
 
-async def run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log) -> None:
+async def run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log, *,
+                       run=None, solver=None) -> None:  # fmt: skip
+    """MAgICoRe on `todo`: `run` (a paired configuration) gives its k and label, `solver` the
+    replayed chains."""
     if not todo:
         return
+    label = run.label if run else "magicore"
+    k = run.k if run else settings.k
     mode = settings.calibration
     fixed = models.saved_calibration if mode == "saved" else None
     roots: dict[str, Workflow] = {}  # problem id -> its root span, open from phase 1 to phase 2
     try:
         async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
             common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
-                          reward=reward, config=settings.method_config(fixed), checkpointer=saver,
-                          saved_calibration=False)  # fmt: skip  # the mode says which calibration
+                          reward=reward, config=settings.method_config(fixed, k=k), checkpointer=saver,
+                          saved_calibration=False, solver=solver)  # fmt: skip  # the mode says which calibration
             graph = build_graph("magicore", **common)
             spent: dict[str, float] = {}  # phase-1 seconds per problem in this run
             failed: set[str] = set()
             cal = fixed
             if mode == "batch":
                 pause = build_graph("magicore", interrupt_before=["route"], **common)
-                cal = await _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, roots, log)
+                cal = await _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, roots, log, label, k)
                 if cal is None:
-                    log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
+                    log(f"{label}: no first chain to calibrate on (every problem failed); phase 2 skipped")
                     return
             remaining = [p for p in todo if p.id not in failed]
-            label = "magicore 2/2 route+refine" if mode == "batch" else "magicore"
-            bar = ProgressBar(len(remaining), label, progress)
+            bar = ProgressBar(len(remaining), f"{label} 2/2 route+refine" if mode == "batch" else label, progress)
 
             async def one(problem: Problem) -> None:
-                config = _thread(problem)
+                config = _thread(problem, label)
                 async with limit:
                     started = time.perf_counter()
                     root = roots.pop(problem.id, None)
@@ -97,10 +101,11 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
                         result = result_from_state(problem.question, "magicore", state, seconds)
                         if root is not None:
                             result.trace_id = trace_id_of(root.span)
-                        record = make_record(problem, "magicore", result, None if start == "done" else seconds)
+                        record = make_record(problem, "magicore", result, None if start == "done" else seconds,
+                                             config=label, k=k)  # fmt: skip
                     except Exception as error:
                         seconds = spent.get(problem.id, 0.0) + time.perf_counter() - started
-                        record = make_record(problem, "magicore", None, seconds, error)
+                        record = make_record(problem, "magicore", None, seconds, error, config=label, k=k)
                     finally:
                         if root is not None:
                             root.end(result)
@@ -123,17 +128,18 @@ async def _stream(graph, inputs, config: dict) -> dict:
     return state
 
 
-async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, roots, log) -> Calibration | None:
+async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, failed, roots, log,
+                  label="magicore", k=None) -> Calibration | None:  # fmt: skip
     """Run every unfinished problem to just before "route", then return the batch calibration
     (loaded from calibration.json when an earlier run computed it). A problem run here leaves
     its open root span in `roots` for phase 2."""
-    cal_path = out / "calibration.json"
-    chains_log = JsonlLog(out / "calibration_chains.jsonl")
+    cal_path = out / f"{label}.calibration.json"
+    chains_log = JsonlLog(out / f"{label}.calibration_chains.jsonl")
     known = {r["id"]: r for r in chains_log.read()}
-    bar = ProgressBar(len(todo), "magicore 1/2 solve+score", progress)
+    bar = ProgressBar(len(todo), f"{label} 1/2 solve+score", progress)
 
     async def one(problem: Problem) -> None:
-        config = _thread(problem)
+        config = _thread(problem, label)
         async with limit:
             started = time.perf_counter()
             try:
@@ -158,7 +164,8 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
                 failed.add(problem.id)
                 if problem.id in roots:
                     roots.pop(problem.id).end()
-                sink.append(make_record(problem, "magicore", None, time.perf_counter() - started, error))
+                sink.append(make_record(problem, "magicore", None, time.perf_counter() - started, error,
+                                        config=label, k=k))  # fmt: skip
             bar.update()
 
     try:
@@ -176,7 +183,7 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
     missing = len(problems) - len(ids)
     write_json_atomic(cal_path, {**cal.model_dump(), "problem_ids": ids, "missing": missing})
     note = f" ({missing} problem(s) without a first chain left out)" if missing else ""
-    log(f"magicore: batch calibration mu = {cal.mu:.4f}, sigma = {cal.sigma:.4f} over {cal.n} first chains{note}")
+    log(f"{label}: batch calibration mu = {cal.mu:.4f}, sigma = {cal.sigma:.4f} over {cal.n} first chains{note}")
     return cal
 
 

@@ -90,14 +90,22 @@ def load_results(out: Path, method: str) -> dict[str, dict]:
     return {r["id"]: r for r in JsonlLog(results_path(out, method)).read() if "id" in r}
 
 
+#: Roles whose completions are policy samples; the reward model's judge calls are counted apart.
+POLICY_ROLES = ("solver", "reviewer", "refiner")
+
+
 def make_record(problem: Problem, method: str, result: RunResult | None, seconds: float | None,
-                error: BaseException | None = None) -> dict:  # fmt: skip
-    """One line of {method}.jsonl."""
+                error: BaseException | None = None, *, config: str | None = None, k: int | None = None) -> dict:  # fmt: skip
+    """One line of {config}.jsonl: the outcome, the cost per role, and everything needed to
+    audit it (chains with their scores, reviews, refinements, drafts, route decisions)."""
     route = result.route if result else []
     answer = result.answer if result else None
+    by_role = result.usage_by_role if result else {}
     return {
         "id": problem.id,
+        "config": config or method,
         "method": method,
+        "k": k,
         "question": problem.question,
         "gold": problem.answer,
         "answer": answer,
@@ -113,6 +121,14 @@ def make_record(problem: Problem, method: str, result: RunResult | None, seconds
         "votes": result.votes if result else {},
         "error": None if error is None else _error_text(error),
         "finished_at": round(time.time(), 3),
+        "policy_samples": sum(by_role.get(role, {}).get("llm_calls", 0) for role in POLICY_ROLES),
+        "judge_calls": by_role.get("reward", {}).get("llm_calls", 0),
+        "usage_by_role": by_role,
+        "route": route,
+        "chains": [c.model_dump(exclude_none=True) for c in result.chains] if result else [],
+        "reviews": result.reviews if result else [],
+        "refinements": [c.model_dump(exclude_none=True) for c in result.refinements] if result else [],
+        "drafts": result.drafts if result else [],
     }
 
 

@@ -1,7 +1,8 @@
 """Aggregation: majority vote and reward-weighted vote over chains' answers.
 
 Equivalent answers ("1,000", "1000", "$1000") form one group, named by its first member; a
-group's weight is the sum of its chains' weights. Ties go to the answer seen first, which keeps
+group's weight is the sum of its chains' weights. Which answers form a group does not depend on
+their order. Ties go to the answer seen first, which keeps
 the result deterministic for a given chain order.
 """
 
@@ -37,24 +38,32 @@ class Vote:
 
 
 def group_answers(answers: Iterable[str | None]) -> list[str | None]:
-    """For each answer, the representative of its equivalence group (None stays None)."""
-    representatives: list[str] = []
-    by_normal: dict[str, str] = {}
-    out: list[str | None] = []
+    """For each answer, the representative of its equivalence group (None stays None).
+
+    Equivalence is not transitive ("3.33" matches "10/3", which matches "3.3333", but "3.33"
+    does not match "3.3333"), so groups are the connected components of "matches": the same
+    groups whatever the order of the answers. A group is named by its first member.
+    """
+    answers = list(answers)
+    firsts: dict[str, str] = {}  # normal form -> its first raw answer, in order of appearance
     for answer in answers:
-        if answer is None:
-            out.append(None)
-            continue
-        normal = normalize_answer(answer)
-        rep = by_normal.get(normal)
-        if rep is None:
-            rep = next((r for r in representatives if answers_match(r, answer)), None)
-            if rep is None:
-                rep = answer
-                representatives.append(rep)
-            by_normal[normal] = rep
-        out.append(rep)
-    return out
+        if answer is not None:
+            firsts.setdefault(normalize_answer(answer), answer)
+    normals = list(firsts)
+    parent = list(range(len(normals)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(normals)):
+        for j in range(i + 1, len(normals)):
+            if root(i) != root(j) and answers_match(firsts[normals[i]], firsts[normals[j]]):
+                parent[max(root(i), root(j))] = min(root(i), root(j))  # the earlier one names it
+    name = {normal: firsts[normals[root(i)]] for i, normal in enumerate(normals)}
+    return [None if a is None else name[normalize_answer(a)] for a in answers]
 
 
 def weighted_vote(chains: Sequence[HasAnswer], weight: Callable[[HasAnswer], float]) -> Vote:

@@ -50,14 +50,13 @@ def normalize_method(method: str) -> str:
 
 
 def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel) -> RewardModel:
-    from magicore.tools.rewards.spec import build_reward, default_reward_spec
+    from magicore.tools.rewards.spec import build_reward, default_reward_for
 
     if isinstance(reward, RewardModel):
         return reward
     from magicore.agents.backends import chat_model, parse_spec
 
-    provider = (judge_model.metadata or {}).get("magicore_provider")
-    return build_reward(reward or default_reward_spec(provider), judge_model=judge_model,
+    return build_reward(reward or default_reward_for(judge_model), judge_model=judge_model,
                         make_model=lambda spec: chat_model(parse_spec(spec)))  # `judge:MODELSPEC`
 
 
@@ -75,6 +74,7 @@ def build_graph(
     name: str | None = None,
     interrupt_before: list[str] | None = None,
     saved_calibration: bool = True,
+    solver: Solver | None = None,
     context_schema: type | None = None,
 ):
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
@@ -93,13 +93,15 @@ def build_graph(
             calibrate` saved for this (model spec, reward spec) when there is one; False, or no
             such file, leaves the fallback (each question's own chains). A `calibration` in the
             input state still comes first.
+        solver: the Solver to use instead of one sampling from `model` (paired benchmark runs
+            replay stored chains through one).
         context_schema: the compiled graph's LangGraph context schema (what LangGraph Studio
             shows as a run's settings; graphs/studio.py). The nodes do not read it.
     """
     method = normalize_method(method)
     config = config or MethodConfig()
     retry = retry or default_retry()
-    solver = Solver(model, SolverConfig(k=config.k, temperature=config.temperature, top_p=config.top_p,
+    solver = solver or Solver(model, SolverConfig(k=config.k, temperature=config.temperature, top_p=config.top_p,
                                         max_tokens=config.max_tokens, seed=config.seed))  # fmt: skip
     if method == "sc":
         graph = self_consistency(solver, config, retry)
@@ -125,13 +127,13 @@ def find_saved_calibration(model: BaseChatModel, reward: RewardModel | str | Non
     """The calibration saved for the model's spec and the reward spec, or None (a model not made
     by `chat_model`, or a RewardModel object, has no spec to look it up by)."""
     from magicore.graphs.calibration import load_calibration
-    from magicore.tools.rewards.spec import default_reward_spec
+    from magicore.tools.rewards.spec import default_reward_for
 
     metadata = model.metadata or {}
     spec = metadata.get("magicore_spec")
     if not spec or isinstance(reward, RewardModel):
         return None
-    return load_calibration(spec, reward or default_reward_spec(metadata.get("magicore_provider")))
+    return load_calibration(spec, reward or default_reward_for(model))
 
 
 def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools):

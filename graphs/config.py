@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from magicore.graphs.state import Calibration
@@ -23,6 +25,9 @@ class MethodConfig(BaseModel):
     z_threshold: float = Field(0.0, description="cond1 holds when the majority's mean z-score is at least this")
     confidence_threshold: float = Field(0.5, ge=0.0, le=1.0,
                                         description="cond2 holds when both vote confidences are at least this")
+    refine: Literal["pool", "latest"] = Field(
+        "pool", description="from round 1 on, review and refine the whole top-k pool (default) or only the "
+                            "previous round's refinements (the reference code)")  # fmt: skip
     review_threshold: int = Field(6, ge=0, le=10, description="steps scoring below n/10 get attention")
     self_refine_rounds: int = Field(4, ge=1, le=20, description="Self-Refine's feedback rounds at most")
     calibration: Calibration | None = Field(None, description="mu/sigma; the question's own chains if None")

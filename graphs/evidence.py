@@ -32,6 +32,8 @@ def find_verifier(reward) -> ExecutionVerifier | None:
     """The ExecutionVerifier inside a reward model (itself, or a component of a combination)."""
     if isinstance(reward, ExecutionVerifier):
         return reward
+    if getattr(reward, "inner", None) is not None:  # a wrapper, such as a score cache
+        return find_verifier(reward.inner)
     for part in list(getattr(reward, "steps", [])) + list(getattr(reward, "outcome", [])):
         if isinstance(part, ExecutionVerifier):
             return part

@@ -103,7 +103,7 @@ def make_score(reward: RewardModel, config: MethodConfig):
         round_ = max((c.round for c in scored), default=state.get("round", 0))
         pool = top_k(list(state.get("pool") or []) + list(scored), keep)
         writer(events.scores_ready(round_, scored, pool, reward.name))
-        return {"pending": Overwrite([]), "pool": pool, "round": round_,
+        return {"pending": Overwrite([]), "pool": pool, "latest": list(scored), "round": round_,
                 "usage": usage_update("reward", used)}  # fmt: skip
 
     return graph_node(score)
@@ -133,6 +133,13 @@ def make_aggregate(how: Aggregation):
 
 
 def make_route(config: MethodConfig, evidence=None):
+    def to_refine(state: State, round_: int) -> list[Chain]:
+        """The chains a hard round reviews and refines: the top-k pool, or with
+        refine="latest" (the reference code) the previous round's refinements."""
+        if config.refine == "latest" and round_ > 0 and state.get("latest"):
+            return list(state["latest"])
+        return list(state["pool"])
+
     async def route(state: State, writer: StreamWriter) -> dict:
         pool = state["pool"]
         cal = state.get("calibration") or config.calibration or self_calibration(pool)
@@ -143,8 +150,9 @@ def make_route(config: MethodConfig, evidence=None):
                                  majority=d.majority, calibration=cal.source)  # fmt: skip
         will_refine = d.hard and decision.round < config.rounds
         if will_refine and evidence is not None and hasattr(evidence, "prepare"):
-            with telemetry.tool_span("evidence", **{"magicore.round": decision.round, "magicore.chains": len(pool)}):
-                await evidence.prepare(state["question"], pool)  # one batched check before the fan-out
+            chains = to_refine(state, decision.round)
+            with telemetry.tool_span("evidence", **{"magicore.round": decision.round, "magicore.chains": len(chains)}):
+                await evidence.prepare(state["question"], chains)  # one batched check before the fan-out
         telemetry.add_event("magicore.route", {
             "magicore.round": decision.round, "magicore.route.hard": d.hard, "magicore.route.cond1": d.cond1,
             "magicore.route.mean_z": d.mean_z, "magicore.route.orm_confidence": d.orm_confidence,
@@ -159,10 +167,11 @@ def make_route(config: MethodConfig, evidence=None):
         decision = state["route"][-1]
         if not (decision.hard and decision.round < config.rounds):
             return "finish"
+        chains = to_refine(state, decision.round)
         return [
             Send("review", BranchState(question=state["question"], family=state.get("family") or "word",
                                        round=decision.round, index=i, chain=chain, review=None))  # fmt: skip
-            for i, chain in enumerate(state["pool"])
+            for i, chain in enumerate(chains)
         ]
 
     return graph_node(route), after_route

@@ -72,6 +72,7 @@ class State(TypedDict, total=False):
     # working state
     pending: Annotated[list[Chain], operator.add]
     pool: list[Chain]
+    latest: list[Chain]  # the chains the last score node scored (the newest refinements)
     round: int
     reviews: Annotated[list[Review], operator.add]
     refinements: Annotated[list[Chain], operator.add]  # every refined chain, kept or not
@@ -94,7 +95,7 @@ class GraphInput(TypedDict, total=False):
 
 class GraphOutput(TypedDict, total=False):
     """What a method graph returns (`ainvoke`, `stream_mode="values"`) and writes back into a
-    parent graph that adds it as a node: these keys and no working state (`pending`, `round`,
+    parent graph that adds it as a node: these keys and no working state (`pending`, `latest`, `round`,
     `family`, `calibration`, Self-Refine's `done`). A parent's key of the same name is
     overwritten by the subgraph's value; a parent that uses one of these names for something
     else calls the graph from a node of its own and maps the keys (docs/methods.md)."""

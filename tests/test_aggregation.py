@@ -32,3 +32,27 @@ def test_no_answers_no_winner():
 
 def test_group_answers_uses_math_equivalence():
     assert group_answers([r"\frac{1}{2}", "0.5", "x=0.5", "2"]) == [r"\frac{1}{2}"] * 3 + ["2"]
+
+
+def _partition(answers):
+    groups = {}
+    for answer, rep in zip(answers, group_answers(answers)):
+        groups.setdefault(rep, set()).add(answer)
+    return sorted(sorted(g) for g in groups.values())
+
+
+def test_grouping_does_not_depend_on_the_order_of_the_answers():
+    from itertools import permutations
+
+    answers = ["3.33", "10/3", "3.3333", "7"]
+    # "3.33" and "3.3333" do not match each other, but both match 10/3: one group, in any order
+    seen = {tuple(map(tuple, _partition(list(order)))) for order in permutations(answers)}
+    assert seen == {(("10/3", "3.33", "3.3333"), ("7",))}
+
+
+def test_the_vote_weights_do_not_depend_on_the_order_of_the_chains():
+    from itertools import permutations
+
+    chains = [C(answer="3.33", r=0.5), C(answer="10/3", r=0.25), C(answer="3.3333", r=0.5), C(answer="7", r=1.0)]
+    totals = {tuple(sorted(weighted_vote(list(order), lambda c: c.r).weights.values())) for order in permutations(chains)}
+    assert totals == {(1.0, 1.25)}

@@ -132,3 +132,25 @@ def test_dollar_amounts_match_plain_numbers(amount):
 def test_answer_sentences_give_their_mathematical_part(text, expected):
     """Small models write a sentence after "The answer is"; the answer is its math, not the sentence."""
     assert extract_answer(text) == expected
+
+
+# Endings of the kinds models write: negations, echoed Reviewer score annotations, notes.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a negated answer phrase states what the answer is not
+        ("Step 3: Recheck the total. The answer is not 12, it is 18.", "18"),
+        ("So the answer isn't 5. Adding the last 3 gives 8.", "8"),
+        # an echoed score annotation is not an answer
+        ("Step 2: She pays 6 * 3 = 18 dollars. (Score: 3/10)", "18"),
+        ("Step 1: 4 + 5 = 9 (Score: 9/10)\nStep 2: 9 * 2 = 18 (Score: 2/10)", "18"),
+        (r"Step 2: 9 * 2 = 18 (Score: 2/10)\n\boxed{18}", "18"),
+        # bracketed notes in words are not answers; bracketed arithmetic is kept
+        ("He has 7 apples left (3 of them were red).", "7"),
+        ("The total is 12 [checked in step 2]", "12"),
+        ("Total: 4 + (2 * 3) = 10", "10"),
+        (r"So x = \left(\frac{1}{2}\right) and 4", "4"),
+    ],
+)
+def test_answers_are_not_taken_from_negations_scores_or_notes(text, expected):
+    assert extract_answer(text) == expected

@@ -1,5 +1,5 @@
-"""The benchmark harness on a 5-problem slice with scripted models: records, report, batch
-calibration, resume after an interruption, errors, the CLI."""
+"""The benchmark harness on a 5-problem slice with scripted models: paired samples, records,
+report, batch calibration, resume after an interruption, errors, the CLI."""
 
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def problem_of(messages) -> Problem:
     return next(p for p in PROBLEMS if p.question in text)
 
 
-def scripted(fail: set[str] = frozenset()):
+def scripted(fail: set[str] = frozenset(), reviewer_down: bool = False):
     """Solver chain j of a problem answers ANSWERS[id][j]; the refiner fixes it; a problem in
-    `fail` makes every solver call raise."""
+    `fail` makes every solver call raise, and `reviewer_down` every reviewer call."""
     seen: dict[str, int] = {}
 
     def solver(_n, messages):
@@ -51,19 +51,22 @@ def scripted(fail: set[str] = frozenset()):
 
     return RoleScriptedModel({
         "solver": solver,
-        "reviewer": lambda _n, _m: "Step 2 is wrong: recompute it.",
+        "reviewer": lambda _n, _m: RuntimeError("reviewer model down") if reviewer_down else "Step 2 is wrong: recompute it.",
         "refiner": refiner,
         "feedback": lambda _n, _m: "The solution is correct.",
         "revise": refiner,
     })
 
 
-def settings(methods=("magicore", "sc", "bok", "self-refine"), **kw) -> BenchSettings:
+ALL = ("magicore@4", "sc@4", "bok@4", "self-refine@4")
+
+
+def settings(methods=ALL, **kw) -> BenchSettings:
     base = dict(dataset="t", methods=list(methods), k=4, rounds=2, model="scripted", reward="fake", concurrency=2)
     return BenchSettings(**{**base, **kw})
 
 
-def bench(out, model, methods=("magicore", "sc", "bok", "self-refine"), problems=PROBLEMS, **kw):
+def bench(out, model, methods=ALL, problems=PROBLEMS, **kw):
     retry = kw.pop("retry_errors", False)
     return asyncio.run(run_bench(problems, settings(methods, **kw), Models(model, reward=REWARD), out,
                                  retry_errors=retry, progress=False, log=lambda _t: None))  # fmt: skip
@@ -78,52 +81,80 @@ def test_wilson_interval():
 
 
 def test_the_plot_takes_0_and_100_percent(tmp_path):
-    from magicore.evals.report import plot_accuracy_vs_calls, summarize
+    from magicore.evals.report import plot_accuracy_vs_cost, summarize
 
-    rows = [summarize("sc", [{"correct": False, "llm_calls": 4}] * 7),
-            summarize("bok", [{"correct": True, "llm_calls": 4}] * 12)]  # fmt: skip
-    assert plot_accuracy_vs_calls(rows, tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+    rows = [summarize("sc@4", [{"correct": False, "llm_calls": 4, "policy_samples": 4}] * 7),
+            summarize("bok@4", [{"correct": True, "llm_calls": 4, "policy_samples": 4}] * 12)]  # fmt: skip
+    assert plot_accuracy_vs_cost(rows, tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_every_method_runs_the_same_problems_and_the_report_says_so(tmp_path):
-    results = bench(tmp_path, scripted())
-    assert set(results) == {"magicore", "sc", "bok", "self-refine"}
-    for method, records in results.items():
-        assert sorted(records) == [p.id for p in PROBLEMS], method
+def test_every_configuration_runs_the_same_problems_and_the_report_says_so(tmp_path):
+    model = scripted()
+    results = bench(tmp_path, model)
+    assert set(results) == set(ALL)
+    assert len(model.calls("solver")) == 5 * 4  # sampled once, shared by all four configurations
+    for config, records in results.items():
+        assert sorted(records) == [p.id for p in PROBLEMS], config
         for r in records.values():
-            assert r["error"] is None and r["seconds"] >= 0 and r["llm_calls"] > 0
-            assert {"question", "gold", "answer", "correct", "input_tokens", "output_tokens", "hard", "rounds"} <= set(r)
+            assert r["error"] is None and r["seconds"] >= 0 and r["llm_calls"] > 0 and r["config"] == config
+            assert {"question", "gold", "answer", "correct", "input_tokens", "output_tokens", "hard", "rounds",
+                    "usage_by_role", "policy_samples", "judge_calls", "chains", "reviews", "refinements"} <= set(r)
     # SC and BoK: the hard problem's answer is wrong (all different, "5" first / best), the rest right
-    assert sum(r["correct"] for r in results["sc"].values()) == 4
-    assert results["bok"][HARD]["answer"] == "5"
+    assert sum(r["correct"] for r in results["sc@4"].values()) == 4
+    assert results["bok@4"][HARD]["answer"] == "5"
+    # every configuration saw the same four chains of the hard problem
+    assert [c["answer"] for c in results["sc@4"][HARD]["chains"]] == ["5", "6", "7", "9"]
     # MAgICoRe refines the hard problem to the right answer: 5/5, one problem routed hard
-    mg = results["magicore"]
+    mg = results["magicore@4"]
     assert all(r["correct"] for r in mg.values())
     assert [r["hard"] for r in mg.values()].count(True) == 1 and mg[HARD]["hard"] and mg[HARD]["rounds"] == 1
+    # replayed chains are charged what they cost: 4 samples, then 4 reviews and 4 refinements
     assert mg[HARD]["llm_calls"] == 4 + 4 + 4 and mg["p0"]["llm_calls"] == 4
+    assert mg[HARD]["policy_samples"] == 12 and mg[HARD]["usage_by_role"]["solver"]["llm_calls"] == 4
+    assert len(mg[HARD]["reviews"]) == 4 and len(mg[HARD]["refinements"]) == 4
+    assert all(c["step_scores"] and c["orm"] is not None for c in mg[HARD]["chains"])
+    # Self-Refine@4 critiques each of the four chains on its own (the scripted feedback accepts
+    # every draft) and takes the majority of the four answers: a four-way tie, the first wins
+    sr = results["self-refine@4"][HARD]
+    assert sr["answer"] == "5" and sr["votes"] == {"5": 1.0, "6": 1.0, "7": 1.0, "9": 1.0}
+    assert sr["policy_samples"] == 4 * 2 and {d["chain"] for d in sr["drafts"]} == {0, 1, 2, 3}
 
     text = write_report(tmp_path)
-    assert "| magicore | 5 | 100.0% (5/5) | 56.6-100.0% | 0 | 5.6 |" in text
-    assert "| sc | 5 | 80.0% (4/5) | 37.6-96.4% | 0 | 4.0 |" in text
-    assert "| 20% | 0.20 |" in text  # magicore: share routed hard, mean rounds
+    assert "| magicore@4 | 5 | 100.0% (5/5) | 56.6-100.0% | 0 | 5.6 |" in text
+    assert "| sc@4 | 5 | 80.0% (4/5) | 37.6-96.4% | 0 | 4.0 |" in text
+    assert "| 20% | 0.20 | 100% (1/1) | 100% (4/4) |" in text  # routed hard, rounds, accuracy hard / easy
     assert "mu = 1.6000, sigma = 0.4000, n = 5" in text
-    png = (tmp_path / "accuracy_vs_calls.png").read_bytes()
+    assert "| magicore@4 | sc@4 | 5 | +20.0 pts |" in text  # the paired comparison
+    png = (tmp_path / "accuracy_vs_cost.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert (tmp_path / "report.md").read_text() == text
 
 
+def test_a_smaller_k_uses_a_prefix_of_the_same_chains_and_a_larger_one_samples_only_the_rest(tmp_path):
+    model = scripted()
+    results = bench(tmp_path, model, methods=["sc@2", "sc@3"])
+    assert len(model.calls("solver")) == 5 * 3
+    two, three = results["sc@2"][HARD]["chains"], results["sc@3"][HARD]["chains"]
+    assert [c["text"] for c in two] == [c["text"] for c in three[:2]]
+    assert results["sc@2"][HARD]["llm_calls"] == 2 and results["sc@3"][HARD]["llm_calls"] == 3
+    more = scripted()
+    more_results = bench(tmp_path, more, methods=["sc@4"])
+    assert len(more.calls("solver")) == 5 * 1  # only chain 4 of each problem is new
+    assert [c["text"] for c in more_results["sc@4"][HARD]["chains"][:3]] == [c["text"] for c in three]
+
+
 def test_batch_calibration_comes_from_the_first_chain_of_every_problem(tmp_path):
-    bench(tmp_path / "batch", scripted(), methods=["magicore"])
-    cal = json.loads((tmp_path / "batch" / "calibration.json").read_text())
+    bench(tmp_path / "batch", scripted(), methods=["magicore@4"])
+    cal = json.loads((tmp_path / "batch" / "magicore@4.calibration.json").read_text())
     firsts = [1.8, 1.8, 0.8, 1.8, 1.8]  # R = ORM + prod(steps) of each problem's first chain
     mu = sum(firsts) / 5
     assert cal["mu"] == pytest.approx(mu) and cal["n"] == 5 and cal["missing"] == 0
     assert cal["sigma"] == pytest.approx(math.sqrt(sum((r - mu) ** 2 for r in firsts) / 5))
-    records = load_results(tmp_path / "batch", "magicore")
+    records = load_results(tmp_path / "batch", "magicore@4")
     assert {r["calibration"] for r in records.values()} == {"batch"}
     assert records[HARD]["hard"] is True
     # the same problem against its own chains is easy: the batch's mu/sigma is what routed it
-    own = bench(tmp_path / "self", scripted(), methods=["magicore"], calibration="self")["magicore"]
+    own = bench(tmp_path / "self", scripted(), methods=["magicore@4"], calibration="self")["magicore@4"]
     assert own[HARD]["hard"] is False and own[HARD]["calibration"] == "self"
 
 
@@ -146,15 +177,15 @@ def _interrupt_after(out, method, finished, coro):
 def test_an_interrupted_run_resumes_with_only_the_remaining_problems(tmp_path):
     slow = scripted()
     slow.delay = 0.05
-    coro = run_bench(PROBLEMS, settings(["sc"], concurrency=1), Models(slow, reward=REWARD), tmp_path,
+    coro = run_bench(PROBLEMS, settings(["sc@4"], concurrency=1), Models(slow, reward=REWARD), tmp_path,
                      progress=False, log=lambda _t: None)  # fmt: skip
-    _interrupt_after(tmp_path, "sc", 3, coro)
-    assert len(load_results(tmp_path, "sc")) == 3
+    _interrupt_after(tmp_path, "samples", 3, coro)
+    assert len(JsonlLog(tmp_path / "samples.jsonl").read()) == 3
     again = scripted()
-    records = bench(tmp_path, again, methods=["sc"], concurrency=1)["sc"]
+    records = bench(tmp_path, again, methods=["sc@4"], concurrency=1)["sc@4"]
     assert len(again.calls("solver")) == 2 * 4  # k=4 chains for each of the two remaining problems
     assert sorted(records) == [p.id for p in PROBLEMS]
-    lines = JsonlLog(tmp_path / "sc.jsonl").read()
+    lines = JsonlLog(tmp_path / "sc@4.jsonl").read()
     assert len(lines) == 5 and len({r["id"] for r in lines}) == 5
     [row] = summaries(tmp_path)
     assert row.n == 5 and row.correct == 4 and row.llm_calls == 4.0
@@ -163,47 +194,56 @@ def test_an_interrupted_run_resumes_with_only_the_remaining_problems(tmp_path):
 def test_magicore_resumes_from_its_checkpoints_with_the_same_calibration(tmp_path):
     slow = scripted()
     slow.delay = 0.05
-    coro = run_bench(PROBLEMS, settings(["magicore"], concurrency=1), Models(slow, reward=REWARD), tmp_path,
+    coro = run_bench(PROBLEMS, settings(["magicore@4"], concurrency=1), Models(slow, reward=REWARD), tmp_path,
                      progress=False, log=lambda _t: None)  # fmt: skip
-    _interrupt_after(tmp_path, "magicore", 2, coro)
-    cal_before = (tmp_path / "calibration.json").read_text()
-    assert 2 <= len(load_results(tmp_path, "magicore")) < 5
+    _interrupt_after(tmp_path, "magicore@4", 2, coro)
+    cal_before = (tmp_path / "magicore@4.calibration.json").read_text()
+    assert 2 <= len(load_results(tmp_path, "magicore@4")) < 5
     again = scripted()
-    records = bench(tmp_path, again, methods=["magicore"], concurrency=1)["magicore"]
-    assert again.calls("solver") == []  # phase 1 is in the checkpoints: nothing sampled again
-    assert (tmp_path / "calibration.json").read_text() == cal_before
+    records = bench(tmp_path, again, methods=["magicore@4"], concurrency=1)["magicore@4"]
+    assert again.calls("solver") == []  # the samples are kept: nothing sampled again
+    assert (tmp_path / "magicore@4.calibration.json").read_text() == cal_before
     assert sorted(records) == [p.id for p in PROBLEMS] and all(r["correct"] for r in records.values())
     assert records[HARD]["hard"] is True
 
 
-def test_a_failing_problem_is_recorded_as_an_error_and_can_be_retried(tmp_path):
-    results = bench(tmp_path, scripted(fail={"p3"}), methods=["sc", "magicore"])
-    for method in ("sc", "magicore"):
-        bad = results[method]["p3"]
-        assert bad["correct"] is False and bad["answer"] is None
-        assert "model server down for p3" in bad["error"]
-        assert sum(r["error"] is None for r in results[method].values()) == 4
-    cal = json.loads((tmp_path / "calibration.json").read_text())
+def test_a_problem_whose_sampling_fails_waits_for_a_rerun(tmp_path):
+    results = bench(tmp_path, scripted(fail={"p3"}), methods=["sc@4", "magicore@4"])
+    for config in ("sc@4", "magicore@4"):
+        assert "p3" not in results[config] and len(results[config]) == 4
+    cal = json.loads((tmp_path / "magicore@4.calibration.json").read_text())
     assert cal["n"] == 4 and cal["missing"] == 1
+    fixed = scripted()  # the rerun samples p3 and runs it in every configuration
+    results = bench(tmp_path, fixed, methods=["sc@4", "magicore@4"])
+    assert len(fixed.calls("solver")) == 4
+    assert results["sc@4"]["p3"]["error"] is None and results["magicore@4"]["p3"]["correct"] is True
+    assert results["magicore@4"]["p3"]["calibration"] == "batch"
+
+
+def test_a_failing_problem_is_recorded_as_an_error_and_can_be_retried(tmp_path):
+    broken = scripted(reviewer_down=True)
+    results = bench(tmp_path, broken, methods=["sc@4", "magicore@4"])
+    bad = results["magicore@4"][HARD]
+    assert bad["correct"] is False and bad["answer"] is None and "reviewer model down" in bad["error"]
+    assert sum(r["error"] is None for r in results["magicore@4"].values()) == 4
     text = write_report(tmp_path, plot=False)
-    assert "| sc | 5 | 60.0% (3/5) |" in text and "| 1 |" in text  # errors column
+    assert "| magicore@4 | 5 | 80.0% (4/5) | 37.6-96.4% | 1 |" in text  # errors column
 
     rerun = scripted()  # a rerun skips the recorded error...
-    bench(tmp_path, rerun, methods=["sc", "magicore"])
-    assert rerun.calls("solver") == []
+    bench(tmp_path, rerun, methods=["sc@4", "magicore@4"])
+    assert rerun.calls("solver") == [] and rerun.calls("reviewer") == []
     fixed = scripted()  # ...unless asked to retry it
-    results = bench(tmp_path, fixed, methods=["sc", "magicore"], retry_errors=True)
-    assert len(fixed.calls("solver")) == 2 * 4  # p3's k=4 chains, once per method
-    assert results["sc"]["p3"]["error"] is None and results["magicore"]["p3"]["correct"] is True
-    assert results["magicore"]["p3"]["calibration"] == "batch"
+    results = bench(tmp_path, fixed, methods=["sc@4", "magicore@4"], retry_errors=True)
+    assert fixed.calls("solver") == [] and len(fixed.calls("reviewer")) == 4
+    assert results["magicore@4"][HARD]["error"] is None and results["magicore@4"][HARD]["correct"] is True
 
 
 def test_a_rerun_with_other_settings_is_refused(tmp_path):
-    bench(tmp_path, scripted(), methods=["sc"])
-    with pytest.raises(InputError, match="other settings .*k 4 there vs 8 now"):
-        bench(tmp_path, scripted(), methods=["sc"], k=8)
-    bench(tmp_path, scripted(), methods=["bok"])  # adding a method is fine
-    assert json.loads((tmp_path / "run.json").read_text())["methods"] == ["sc", "bok"]
+    bench(tmp_path, scripted(), methods=["sc@4"])
+    with pytest.raises(InputError, match="other settings .*temperature 0.8 there vs 0.5 now"):
+        bench(tmp_path, scripted(), methods=["sc@4"], temperature=0.5)
+    bench(tmp_path, scripted(), methods=["bok@4"])  # adding a configuration is fine
+    assert json.loads((tmp_path / "run.json").read_text())["methods"] == ["sc@4", "bok@4"]
 
 
 def test_a_torn_last_line_is_dropped_and_cut(tmp_path):
@@ -226,13 +266,13 @@ def test_cli_bench_against_an_openai_compatible_server_and_report_only(tmp_path,
     out = tmp_path / "out"
     with MockServer(MockSettings()) as server:  # every reply answers 42
         args = ["bench", "--dataset", "svamp", "--data", str(data), "--subset", "single-op", "--limit", "5",
-                "--methods", "sc,magicore", "-k", "3", "--model", f"mock@{server.base_url}", "--reward", "const:0.5",
+                "--methods", "sc,magicore@3", "-k", "3", "--model", f"mock@{server.base_url}", "--reward", "const:0.5",
                 "--out", str(out), "--no-progress"]  # fmt: skip
         assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| sc | 5 | 60.0% (3/5) |" in printed and "| magicore | 5 | 60.0% (3/5) |" in printed
-    assert (out / "report.md").exists() and (out / "accuracy_vs_calls.png").exists()
+    assert "| sc@3 | 5 | 60.0% (3/5) |" in printed and "| magicore@3 | 5 | 60.0% (3/5) |" in printed
+    assert (out / "report.md").exists() and (out / "accuracy_vs_cost.png").exists()
     (out / "report.md").unlink()
     assert main(["bench", "--report-only", "--out", str(out), "--no-plot"]) == 0
-    assert "| sc | 5 | 60.0% (3/5) |" in (out / "report.md").read_text()
+    assert "| sc@3 | 5 | 60.0% (3/5) |" in (out / "report.md").read_text()
     assert main(["bench", "--report-only", "--out", str(tmp_path / "nothing")]) == 1

@@ -2,7 +2,9 @@
 
 `extract_answer` finds the final answer in a model's free text (never JSON): the last
 `\\boxed{...}` (nested braces allowed), else "The answer is ...", "Answer: ...", `#### 42`, a
-multiple-choice letter, else the last number. `answers_match` decides whether two answers are
+multiple-choice letter, else the last number. Echoed score annotations ("(Score: 3/10)") are
+never answers, a negated phrase ("the answer is not 12") states none, and the last-number
+fallback skips bracketed notes in words. `answers_match` decides whether two answers are
 the same: numbers with commas, units, percent and dollar signs are compared as numbers (with a
 tolerance for decimals rounded to two or more places), letters as letters, and anything else by
 math-verify. Imports nothing from agents/graphs.
@@ -28,6 +30,14 @@ _STEP_LABEL_RE = re.compile(r"^\s*(?:(?:\*\*)?step\s+\d+(?:\*\*)?\s*[:.)]|\d+[.)
 _NUMBER_RE = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _LETTER_RE = re.compile(r"^\(?([A-Ja-j])\)?[.):]?$")
 _LETTER_IN_TEXT_RE = re.compile(r"\(([A-J])\)|\b([A-J])\)|^([A-J])[.:]\s", re.MULTILINE)
+#: "The answer is not 12, ...": a negated answer phrase states what the answer is not.
+_NEGATED_RE = re.compile(r"^(?:not|n't|never)\b", re.IGNORECASE)
+#: A score annotation the Reviewer's prompt shows and a model may echo: "(Score: 3/10)".
+_SCORE_NOTE_RE = re.compile(r"\(\s*score\s*:?\s*\d+(?:\.\d+)?\s*/\s*10\s*\)", re.IGNORECASE)
+#: A bracketed note in words, "(Note: 3 were broken)", "[checked in step 2]": no answer in it.
+_WORDY_NOTE_RE = re.compile(
+    r"\((?=[^()]*?(?<![\\A-Za-z])[A-Za-z]{2,})[^()]*\)|\[(?=[^\[\]]*?(?<![\\A-Za-z])[A-Za-z]{2,})[^\[\]]*\]"
+)  # a word is 2+ letters not part of a LaTeX command
 
 
 def _boxed_contents(text: str) -> list[str]:
@@ -77,12 +87,13 @@ def extract_answer(text: str | None, *, choices: str | None = None, last_number:
     """
     if not text or not text.strip():
         return None
+    text = _SCORE_NOTE_RE.sub(" ", text)
     boxed = [b.strip() for b in _boxed_contents(text) if b.strip()]
     if boxed:
         answer = _clean(boxed[-1])
         return _as_choice(answer, choices) if choices else answer
     for pattern in (_HASH_RE, _ANSWER_IS_RE):
-        matches = pattern.findall(text)
+        matches = [m for m in pattern.findall(text) if not _NEGATED_RE.match(m.strip())]
         if matches:
             answer = _clean(matches[-1])
             if choices:
@@ -100,7 +111,7 @@ def extract_answer(text: str | None, *, choices: str | None = None, last_number:
         return flat[-1].upper() if flat else None
     if not last_number:
         return None
-    numbers = _NUMBER_RE.findall(_STEP_LABEL_RE.sub(" ", text))
+    numbers = _NUMBER_RE.findall(_WORDY_NOTE_RE.sub(" ", _STEP_LABEL_RE.sub(" ", text)))
     if numbers:
         return _clean(numbers[-1].replace("$", "").strip())
     return None

@@ -122,6 +122,13 @@ def track_usage():
         _sinks.reset(token)
 
 
+def charge_usage(used: Usage) -> None:
+    """Count `used` in the enclosing `track_usage` scopes as if the calls had been made here
+    (a replayed sample or a cached score charges what it cost when it was computed)."""
+    for handler in _sinks.get():
+        handler.usage += used
+
+
 def run_callbacks() -> Any:
     """The callbacks of the LangChain/LangGraph run the caller is in (None outside any run).
 

@@ -1,7 +1,7 @@
 """`magicore bench`: run methods on a benchmark slice, resumably, and write the report.
 
-    magicore bench --dataset svamp --subset single-op --limit 30 --methods magicore,sc,bok,self-refine \\
-        -k 4 --out runs/svamp
+    magicore bench --dataset gsm8k --limit 60 --methods magicore@4,sc@4,sc@12,bok@4,bok@12,self-refine@4 \\
+        --out runs/gsm8k
     magicore bench --report-only --out runs/svamp
 
 The runner is magicore.evals.bench; the report is magicore.evals.report (docs/bench.md).
@@ -25,9 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=None, help="problems to run (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed choosing the problems (default 0)")
     parser.add_argument("--methods", default="magicore,sc,bok,self-refine",
-                        help="comma-separated methods (default magicore,sc,bok,self-refine)")  # fmt: skip
+                        help="comma-separated configurations METHOD[@K], e.g. magicore@4,sc@12; a method "
+                             "without @K gets -k (default magicore,sc,bok,self-refine)")  # fmt: skip
     add_model_options(parser, roles=True)
-    parser.add_argument("-k", type=positive_int, default=8, help="chains to sample (default 8)")
+    parser.add_argument("-k", type=positive_int, default=8, help="chains of a method given without @K (default 8)")
+    parser.add_argument("--sample-seed", type=int, default=0,
+                        help="chain i of every problem is sampled with seed SAMPLE_SEED + i (default 0)")
+    parser.add_argument("--refine", choices=["pool", "latest"], default="pool",
+                        help="MAgICoRe from round 1 refines the top-k pool (default) or only the previous "
+                             "round's refinements, as the reference code does")  # fmt: skip
     parser.add_argument("--rounds", type=nonnegative_int, default=3, help="MAgICoRe's refinement rounds at most (default 3)")
     parser.add_argument("--self-refine-rounds", type=positive_int, default=4,
                         help="Self-Refine's feedback rounds at most (default 4)")
@@ -67,9 +73,9 @@ def _run(args, out) -> None:
     from magicore.ui.cli import method_config
     from magicore.ui.runtime import runtime_from_args
 
-    methods = list(dict.fromkeys(normalize_method(m.strip()) for m in args.methods.split(",") if m.strip()))
-    if not methods:
-        raise InputError("--methods names no method")
+    from magicore.evals.paired import parse_configs
+
+    methods = [run.label for run in parse_configs(args.methods, args.k, normalize_method)]
     problems = load_problems(args.dataset, args.data, subset=args.subset, limit=args.limit, seed=args.seed)
     if not problems:
         raise InputError(f"no {args.dataset} problem matches subset {args.subset!r}")
@@ -82,6 +88,7 @@ def _run(args, out) -> None:
         dataset=args.dataset, methods=methods, k=args.k, rounds=args.rounds,
         self_refine_rounds=args.self_refine_rounds, max_tokens=args.max_tokens,
         temperature=args.temperature, top_p=args.top_p, subset=args.subset, limit=args.limit, seed=args.seed,
+        sample_seed=args.sample_seed, refine=args.refine,
         model=model_spec, reward=rt.reward_spec, calibration=args.calibration, concurrency=args.concurrency,
     )  # fmt: skip
     method_config(**settings.config_values())  # a value out of range fails here, in one line

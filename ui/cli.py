@@ -22,6 +22,7 @@ COMMANDS = {
     "bench": ("bench_command", "run methods on a benchmark slice (resumable) and write the report"),
     "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
     "ui": ("ui_command", "start the chat app (Streamlit) that shows the agents at work"),
+    "setup": ("setup_command", "prepare the embedded model (assemble its weights, build its server)"),
 }
 
 

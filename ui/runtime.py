@@ -19,7 +19,7 @@ class Runtime:
 def runtime_from_args(args) -> Runtime:
     """Models per role (each defaulting to --model) and the reward spec in effect."""
     from magicore.agents.backends import chat_model, resolve_spec
-    from magicore.tools.rewards.spec import check_reward_spec, default_reward_spec
+    from magicore.tools.rewards.spec import check_reward_spec, default_reward_for
 
     if args.reward:
         check_reward_spec(args.reward)  # a bad spec fails here, before any model starts
@@ -40,6 +40,5 @@ def runtime_from_args(args) -> Runtime:
     solver, solver_spec = make(getattr(args, "solver_model", None) or args.model)
     reviewer, _ = make(getattr(args, "reviewer_model", None) or args.model)
     refiner, _ = make(getattr(args, "refiner_model", None) or args.model)
-    provider = (solver.metadata or {}).get("magicore_provider")
-    reward_spec = args.reward or default_reward_spec(provider)
+    reward_spec = args.reward or default_reward_for(solver)
     return Runtime(solver, reviewer, refiner, solver_spec, reward_spec)

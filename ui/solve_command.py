@@ -51,6 +51,13 @@ def read_question(args) -> str:
     return args.question
 
 
+SELF_CALIBRATION_NOTE = (
+    "no saved calibration for this model and reward, so the easy/hard test compared this "
+    "question's chains with each other instead of with the chains of many problems; run "
+    "`magicore calibrate` once to save one"
+)
+
+
 def run(args) -> int:
     import asyncio
     import json
@@ -84,7 +91,10 @@ def run(args) -> int:
     if args.method in ("magicore", "bok"):
         result.extra["reward"] = rt.reward_spec
     if args.method == "magicore":
-        result.extra["calibration"] = result.route[0]["calibration"] if result.route else None
+        result.extra["calibration"] = calibration = result.route[0]["calibration"] if result.route else None
+        if calibration == "self":
+            result.extra["calibration_note"] = SELF_CALIBRATION_NOTE
+            print(f"magicore: note: {SELF_CALIBRATION_NOTE}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(include_chains=args.show_samples or args.explain), ensure_ascii=False))
     else:

@@ -86,8 +86,12 @@ class LLMJudge(RewardModel):
         return render("magicore.tools", "judge", "step", question=question,
                       previous=list(steps[:index]), step=steps[index], index=index + 1)  # fmt: skip
 
+    async def ascore_step(self, question: str, steps: Sequence[str], index: int) -> float:
+        """The score of step `index`, with the steps before it as context."""
+        return await self._ask(self.step_messages(question, steps, index))
+
     async def ascore_steps(self, question: str, steps: Sequence[str]) -> list[float]:
-        return list(await asyncio.gather(*(self._ask(self.step_messages(question, steps, i)) for i in range(len(steps)))))
+        return list(await asyncio.gather(*(self.ascore_step(question, steps, i) for i in range(len(steps)))))
 
     async def ascore_steps_batch(self, question: str, chains: Sequence[Sequence[str]]) -> list[list[float]]:
         """Step scores of many chains, all queries in flight together."""

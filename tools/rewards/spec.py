@@ -43,6 +43,13 @@ def default_reward_spec(provider: str | None) -> str:
     return EMBEDDED_DEFAULT if provider in ("llama.cpp", "embedded") else CAPABLE_DEFAULT
 
 
+def default_reward_for(model: BaseChatModel) -> str:
+    """The default reward for a chat model: what its embedded model's measurements chose
+    (metadata `magicore_default_reward`, set by `chat_model`), else by its backend."""
+    metadata = model.metadata or {}
+    return metadata.get("magicore_default_reward") or default_reward_spec(metadata.get("magicore_provider"))
+
+
 def _split_terms(text: str) -> tuple[list[str], str]:
     ops = {op for op in _OPS if op in text}
     if len(ops) > 1:

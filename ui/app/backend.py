@@ -64,7 +64,7 @@ def prepare_turn(question: str, settings: Settings) -> Turn:
     from magicore.graphs.build import build_graph
     from magicore.graphs.calibration import load_calibration
     from magicore.graphs.config import MethodConfig
-    from magicore.tools.rewards.spec import check_reward_spec, default_reward_spec
+    from magicore.tools.rewards.spec import check_reward_spec, default_reward_for
 
     question = check_question(question)
     method = settings.method
@@ -75,8 +75,7 @@ def prepare_turn(question: str, settings: Settings) -> Turn:
     model = cached_model(spec, settings.timeout, settings.max_tokens)
     # the calibration file is keyed like the CLI's: by the normalized spec
     cal_key = str(parse_spec(spec)) if settings.backend != "factory" else spec
-    provider = (model.metadata or {}).get("magicore_provider")
-    reward = (settings.reward or default_reward_spec(provider)) if scored else None
+    reward = (settings.reward or default_reward_for(model)) if scored else None
     try:
         config = MethodConfig(k=settings.k if method != "self-refine" else 1, rounds=settings.rounds,
                               self_refine_rounds=max(settings.rounds, 1), temperature=settings.temperature,

@@ -1,0 +1,201 @@
+"""Paired benchmark runs: every method starts from the same sampled chains.
+
+Each problem's chains are sampled once, at the largest k any configuration needs, with a fixed
+seed per chain, and kept in `samples.jsonl`; `sc@4` uses the first 4 of the chains `sc@12` uses,
+and MAgICoRe@4 starts from the same 4. Differences between methods are then differences of
+method, not of sampling luck, and MAgICoRe's extra cost is only its reviews and refinements.
+
+A replayed chain costs what it cost when it was sampled: the `ReplaySolver` charges each
+method the Solver usage of the chains it takes. Reward scores are cached per chain text
+(`scores.jsonl`), and a cached score is charged its original usage too, so a method's record
+shows what it would have cost run alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from magicore.agents.chain import Chain
+from magicore.agents.prompts import choice_letters, detect_family
+from magicore.agents.solver import Solver, SolverResult
+from magicore.evals.bench_store import JsonlLog
+from magicore.evals.datasets import Problem
+from magicore.tools.errors import InputError
+from magicore.tools.llm import Usage, charge_usage, track_usage
+from magicore.tools.rewards.base import RewardModel
+
+SAMPLES_FILE = "samples.jsonl"
+SCORES_FILE = "scores.jsonl"
+_CONFIG = re.compile(r"^([a-z][a-z-]*)(?:@(\d+))?$")
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One configuration of a paired run: a method and its k ("sc@12")."""
+
+    method: str
+    k: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}@{self.k}"
+
+
+def parse_configs(text: Sequence[str] | str, default_k: int, normalize: Callable[[str], str]) -> list[MethodRun]:
+    """`magicore@4,sc@4,sc@12` -> MethodRuns; a method without @k gets `default_k`."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    runs: list[MethodRun] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        m = _CONFIG.match(item.lower())
+        if not m:
+            raise InputError(f"'{item}' is not a method configuration: use METHOD or METHOD@K, e.g. sc@12")
+        k = int(m.group(2)) if m.group(2) else default_k
+        if k < 1:
+            raise InputError(f"'{item}': k must be at least 1")
+        run = MethodRun(normalize(m.group(1)), k)
+        if run not in runs:
+            runs.append(run)
+    if not runs:
+        raise InputError("no method to run")
+    return runs
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    return {"llm_calls": usage.llm_calls, "requests": usage.requests,
+            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}  # fmt: skip
+
+
+def _usage(d: dict | None) -> Usage:
+    d = d or {}
+    return Usage(int(d.get("llm_calls", 0)), int(d.get("requests", 0)), int(d.get("input_tokens", 0)),
+                 int(d.get("output_tokens", 0)))  # fmt: skip
+
+
+class SampleStore:
+    """`samples.jsonl`: per problem, the chains sampled once for every configuration."""
+
+    def __init__(self, out: Path):
+        self.log = JsonlLog(Path(out) / SAMPLES_FILE)
+        self.entries: dict[str, dict] = {e["id"]: e for e in self.log.read() if "id" in e}
+
+    def has(self, problem_id: str, k: int) -> bool:
+        entry = self.entries.get(problem_id)
+        return entry is not None and len(entry["chains"]) >= k
+
+    def chains(self, problem_id: str) -> list[dict]:
+        entry = self.entries.get(problem_id)
+        if entry is None:
+            raise InputError(f"problem {problem_id} has no sampled chains in {self.log.path}")
+        return entry["chains"]
+
+    def add(self, entry: dict) -> None:
+        self.log.append(entry)
+        self.entries[entry["id"]] = entry
+
+
+async def sample_problem(solver: Solver, problem: Problem, k: int, seed: int, family: str | None = None) -> dict:
+    """Sample k chains of one problem, one request per chain with seed `seed + i`, so each
+    chain's own cost is known exactly (the same seeds a server that ignores `n` gets)."""
+    family = family or detect_family(problem.question)
+
+    async def one(i: int) -> dict:
+        result = await solver.asolve(problem.question, k=1, family=family, seed=seed + i)
+        chain = result.chains[0]
+        return {"text": chain.text, "finish_reason": chain.finish_reason, "seed": seed + i,
+                "usage": usage_dict(result.usage)}  # fmt: skip
+
+    chains = await asyncio.gather(*(one(i) for i in range(k)))
+    return {"id": problem.id, "family": family, "k": k, "seed": seed, "chains": list(chains)}
+
+
+class ReplaySolver(Solver):
+    """A Solver that returns a problem's stored chains (from `offset` on) instead of sampling,
+    and charges their original usage."""
+
+    def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0):
+        super().__init__(model=None)  # type: ignore[arg-type]
+        self.store = store
+        self.by_question = {p.question: p.id for p in problems}
+        self.offset = offset
+
+    def at(self, offset: int) -> ReplaySolver:
+        replay = ReplaySolver(self.store, [], offset=offset)
+        replay.by_question = self.by_question
+        return replay
+
+    async def asolve(self, question, *, k=None, family=None, on_chain=None, seed=None) -> SolverResult:
+        problem_id = self.by_question.get(question)
+        if problem_id is None:
+            raise InputError("a paired run was asked a question it has no samples for")
+        stored = self.store.chains(problem_id)[self.offset : self.offset + (k or 1)]
+        if len(stored) < (k or 1):
+            raise InputError(f"problem {problem_id} has {len(self.store.chains(problem_id))} sampled chains; "
+                             f"{self.offset + (k or 1)} are needed")  # fmt: skip
+        family = family or detect_family(question)
+        choices = choice_letters(question) if family == "mcq" else None
+        chains, usage = [], Usage()
+        for entry in stored:
+            chain = Chain.from_text(entry["text"], choices=choices, finish_reason=entry.get("finish_reason"))
+            chains.append(chain)
+            usage += _usage(entry.get("usage"))
+            if on_chain is not None:
+                on_chain(chain)
+        charge_usage(usage)
+        return SolverResult(chains=chains, usage=usage, family=family)
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class CachedReward(RewardModel):
+    """A reward model whose scores are kept per (question, chain) in `scores.jsonl`; a cached
+    score is charged the usage it cost when computed."""
+
+    def __init__(self, inner: RewardModel, out: Path):
+        self.inner = inner
+        self.name = inner.name
+        self.log = JsonlLog(Path(out) / SCORES_FILE)
+        self.cache: dict[str, dict] = {e["key"]: e for e in self.log.read() if e.get("reward") == inner.name}
+
+    async def _cached(self, key: str, compute):
+        hit = self.cache.get(key)
+        if hit is not None:
+            charge_usage(_usage(hit["usage"]))
+            return hit["value"], hit["parts"]
+        with track_usage() as used:
+            value, parts = await compute()
+        entry = {"key": key, "reward": self.name, "value": value, "parts": parts, "usage": usage_dict(used)}
+        self.cache[key] = entry
+        self.log.append(entry)
+        return value, parts
+
+    async def aprepare(self, question, chains) -> None:
+        todo = [steps for steps in chains if _key("steps", question, *steps) not in self.cache]
+        if todo:
+            await self.inner.aprepare(question, todo)
+
+    async def ascore_steps_detailed(self, question, steps):
+        return await self._cached(_key("steps", question, *steps),
+                                  lambda: self.inner.ascore_steps_detailed(question, steps))  # fmt: skip
+
+    async def ascore_outcome_detailed(self, question, solution):
+        return await self._cached(_key("outcome", question, solution),
+                                  lambda: self.inner.ascore_outcome_detailed(question, solution))  # fmt: skip
+
+    async def ascore_steps(self, question, steps):
+        return (await self.ascore_steps_detailed(question, steps))[0]
+
+    async def ascore_outcome(self, question, solution):
+        return (await self.ascore_outcome_detailed(question, solution))[0]
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
