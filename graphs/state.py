@@ -95,8 +95,8 @@ class GraphInput(TypedDict, total=False):
 
 class GraphOutput(TypedDict, total=False):
     """What a method graph returns (`ainvoke`, `stream_mode="values"`) and writes back into a
-    parent graph that adds it as a node: these keys and no working state (`pending`, `latest`, `round`,
-    `family`, `calibration`, Self-Refine's `done`). A parent's key of the same name is
+    parent graph that adds it as a node: these keys and no working state (`pending`, `latest`,
+    `round`, `family`, `calibration`, Self-Refine's `done`). A parent's key of the same name is
     overwritten by the subgraph's value; a parent that uses one of these names for something
     else calls the graph from a node of its own and maps the keys (docs/methods.md)."""
 
