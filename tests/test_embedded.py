@@ -1,7 +1,7 @@
-"""End to end on the real embedded model (SmolLM2-135M-Instruct under llama-cpp-python).
+"""End to end on the real embedded models.
 
-These start the real server; they check structure and process hygiene, not the model's
-(weak) arithmetic.
+The small one (SmolLM2-135M-Instruct, `embedded:smollm2`) checks structure and process hygiene,
+not its weak arithmetic; the default one (Qwen2.5-Coder-1.5B-Instruct) must answer right.
 """
 
 import json
@@ -18,9 +18,11 @@ pytestmark = pytest.mark.embedded
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
 SERVER_MODULE = "magicore.agents.embedded_server"
+SMALL = "embedded:smollm2"
 
 
 def server_pids() -> set[int]:
+    """The embedded servers' processes: the watchdog wrapper and the llama-server it runs."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -28,7 +30,7 @@ def server_pids() -> set[int]:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if SERVER_MODULE.encode() in cmdline:
+            if SERVER_MODULE.encode() in cmdline or cmdline.split(b" ")[0].endswith(tuple(LLAMA_SERVER)):
                 pids.add(int(entry.name))
     return pids
 
@@ -40,6 +42,9 @@ def wait_gone(pids: set[int], timeout: float = 10.0) -> set[int]:
     return pids & server_pids()
 
 
+LLAMA_SERVER = [b"/llama-server", b"/llama-server-" + __import__("importlib.metadata").metadata.version("llama_cpp_python").encode()]
+
+
 def env():
     return {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
 
@@ -47,15 +52,15 @@ def env():
 def test_solve_json_on_the_embedded_model():
     before = server_pids()
     proc = subprocess.run(
-        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "--method", "sc", "-k", "2", "--max-tokens", "96",
-         "--seed", "7", "--json", "--show-samples"],
+        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "--model", SMALL, "--method", "sc", "-k", "2",
+         "--max-tokens", "96", "--seed", "7", "--json", "--show-samples"],
         capture_output=True, text=True, timeout=300, env=env(),
     )
     assert proc.returncode in (0, 3), proc.stderr
     out = json.loads(proc.stdout)
     for key in ("answer", "method", "votes", "llm_calls", "input_tokens", "output_tokens", "seconds"):
         assert key in out
-    assert out["method"] == "sc" and out["model"] == "embedded"
+    assert out["method"] == "sc" and out["model"] == SMALL
     assert out["llm_calls"] == 2 and len(out["chains"]) == 2
     assert out["input_tokens"] > 20 and 0 < out["output_tokens"] <= 2 * 96
     assert all(chain["text"].strip() for chain in out["chains"])
@@ -67,19 +72,21 @@ def test_solve_json_on_the_embedded_model():
 
 
 def test_server_dies_with_its_parent_even_on_sigkill():
+    before = server_pids()
     code = (
         "from magicore.agents.embedded import embedded_server\n"
-        "s = embedded_server()\n"
+        "s = embedded_server('smollm2')\n"
         "print(s.process.pid, flush=True)\n"
         "import time; time.sleep(600)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env())
     try:
         server_pid = int(parent.stdout.readline())
-        assert server_pid in server_pids()
+        started = server_pids() - before
+        assert server_pid in started
         parent.kill()  # SIGKILL: no atexit, no signal handler runs
         parent.wait()
-        assert not wait_gone({server_pid}), "the server survived its parent's SIGKILL"
+        assert not wait_gone(started), "the server (or the llama-server it runs) survived its parent's SIGKILL"
     finally:
         parent.kill()
 
@@ -87,7 +94,7 @@ def test_server_dies_with_its_parent_even_on_sigkill():
 def test_ctrl_c_stops_the_run_and_the_server():
     before = server_pids()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "-k", "8", "--max-tokens", "512"],
+        [sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "--model", SMALL, "-k", "8", "--max-tokens", "512"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
         # as a terminal would start it: a suite launched in the background (`cmd &`) ignores
         # SIGINT, and a child inherits that, so Ctrl-C would be ignored by design
@@ -104,3 +111,19 @@ def test_ctrl_c_stops_the_run_and_the_server():
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "magicore: interrupted"
     assert not wait_gone(started), "the embedded server outlived Ctrl-C"
+
+
+def test_the_default_model_answers_right():
+    """The default model, Qwen2.5-Coder-1.5B-Instruct, on llama-server with parallel slots."""
+    before = server_pids()
+    proc = subprocess.run(
+        [sys.executable, "-m", "magicore.ui.cli", "solve", "Ann has 12 pencils. She gives 5 to Ben and then buys "
+         "3 packs of 4 pencils. How many pencils does Ann have now?", "-k", "3", "--seed", "1", "--json",
+         "--show-samples"],
+        capture_output=True, text=True, timeout=900, env=env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"] == "embedded" and out["answer"] == "19", out
+    assert out["votes"]["19"] > 0 and len(out["chains"]) >= 3
+    assert not (server_pids() - before), "the embedded server outlived magicore solve"

@@ -1,4 +1,4 @@
-"""Every method end to end on the real embedded model (SmolLM2-135M-Instruct under llama-cpp-python).
+"""Every method end to end on a real embedded model (SmolLM2-135M-Instruct, `embedded:smollm2`).
 
 Small settings (k = 2 or 3, one round, 96 tokens per completion) keep the whole file within a few
 minutes on 2 cores. The assertions are about structure (the calls each method must make, the
@@ -24,7 +24,7 @@ MAX_TOKENS = 96
 def model():
     from magicore.agents.backends import chat_model
 
-    return chat_model("embedded")  # starts the shared server; it stops when the process exits
+    return chat_model("embedded:smollm2")  # starts the shared server; it stops when the process exits
 
 
 def config(**kw) -> MethodConfig:

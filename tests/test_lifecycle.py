@@ -154,6 +154,7 @@ def stand_in(monkeypatch, tmp_path):
     monkeypatch.setattr(embedded.importlib.util, "find_spec",
                         lambda name, *a: object() if name == "llama_cpp" else real_find_spec(name, *a))  # fmt: skip
     monkeypatch.setattr(embedded, "EmbeddedServer", _StandIn)
+    monkeypatch.setattr(embedded, "server_binary", lambda echo=None: None)  # no llama-server lookup or build
     _StandIn.started = []
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"")

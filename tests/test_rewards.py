@@ -131,7 +131,7 @@ def test_default_reward_says_the_embedded_judge_is_not_used():
 async def test_judge_on_the_real_embedded_model():
     from magicore.agents.backends import chat_model
 
-    judge = LLMJudge(chat_model("embedded"))
+    judge = LLMJudge(chat_model("embedded:smollm2"))
     with track_usage() as used:
         scores = await judge.ascore_steps(QUESTION, STEPS)
         outcome = await judge.ascore_outcome(QUESTION, "\n".join(STEPS))
