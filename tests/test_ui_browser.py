@@ -162,18 +162,20 @@ def test_the_live_panel_is_open_and_running_until_the_answer(ui, browser, mock, 
         text = wait_until(lambda: "scored by" in live_panel(browser)["text"] and live_panel(browser)["text"], 60,
                           "the scored samples")  # fmt: skip
         assert "Writing sample" not in text
+        mock.settings.latency = 4.0  # the reviews and refinements now take a while: the run goes on
         # a click folds it and it stays folded while the run goes on (no update reopens it)...
         live_panel(browser)["summary"].click()
         time.sleep(1.0)
         panel = live_panel(browser)
-        assert not panel["open"] and panel["icons"] == ["stExpanderIconSpinner"]
+        # (folded, Streamlit shows a chevron instead of the state icon: the label says it runs)
+        assert not panel["open"] and panel["summary"].text.splitlines()[-1] == "Solving…"
         # ...and a second click opens it again, for good
         panel["summary"].click()
         time.sleep(1.0)
         assert live_panel(browser)["open"]
         wait_until(lambda: answers(browser), 120, "the answer")
     finally:
-        mock.settings.honour_n, mock.settings.tokens_per_second = True, None
+        mock.settings.honour_n, mock.settings.tokens_per_second, mock.settings.latency = True, None, 0.0
     assert answers(browser) == ["11"]
     panel = live_panel(browser)  # the answer is in: folded, complete
     assert not panel["open"] and panel["icons"] == ["stExpanderIconCheck"]
