@@ -210,6 +210,7 @@ def chat_model(
         timeout=timeout,
         max_retries=max_retries,
         max_tokens=max_tokens,
+        stream_usage=True,  # a streamed call (LangGraph's `messages` mode) still reports its usage
         metadata={
             "magicore_provider": provider,
             "magicore_spec": str(spec),

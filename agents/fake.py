@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 #: A script entry: the completion text, an AIMessage (e.g. with tool calls), or an exception to
@@ -108,6 +109,25 @@ class ScriptedFakeChatModel(BaseChatModel):
             await asyncio.sleep(self.delay)
         return self._result(messages, kwargs)
 
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs) -> AsyncIterator[ChatGenerationChunk]:
+        """One completion, word by word (LangChain streams a call when a handler asks for it,
+        e.g. LangGraph's `messages` mode); the last chunk carries the usage and finish reason."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        message = self._result(messages, {**kwargs, "stream": True}).generations[0].message
+        words = str(message.content).split(" ")
+        for i, word in enumerate(words):
+            chunk = AIMessageChunk(content=word if i == len(words) - 1 else word + " ")
+            yield ChatGenerationChunk(message=chunk)
+        calls = [{"name": c["name"], "args": json.dumps(c["args"]), "id": c.get("id"), "index": i}
+                 for i, c in enumerate(message.tool_calls)]  # fmt: skip
+        in_tokens = sum(len(str(m.content).split()) for m in messages)
+        out_tokens = len(str(message.content).split())
+        last = AIMessageChunk(content="", tool_call_chunks=calls, usage_metadata={
+            "input_tokens": in_tokens, "output_tokens": out_tokens, "total_tokens": in_tokens + out_tokens})  # fmt: skip
+        info = {"finish_reason": "tool_calls" if calls else "stop", "model_name": self.model}
+        yield ChatGenerationChunk(message=last, generation_info=info)
+
 
 def _fake_logprobs(text: str, probability: float) -> list[dict[str, Any]]:
     import math
@@ -136,3 +156,42 @@ def role_of(system_prompt: str) -> str:
               ("problem solver", "solver"), ("mathematician", "solver"))  # fmt: skip
     return next((role for marker, role in checks if marker in system_prompt), "other")
 
+
+
+def solution(answer: str) -> str:
+    """A two-step solution ending in `\\boxed{answer}`, as a scripted Solver or Refiner writes it."""
+    return f"Step 1: I think hard.\nStep 2: So it is {answer}.\nThe answer is \\boxed{{{answer}}}."
+
+
+class RoleScriptedModel(ScriptedFakeChatModel):
+    """A fake chat model that answers each of magicore's roles from its own script.
+
+    `script[role]` is a function `(call number for that role, messages) -> reply`, the role
+    being what `role_of` reads from the system prompt ("solver", "reviewer", "refiner",
+    "feedback", "revise", or "other" for anything else: an LLM judge, your app's own prompts).
+    `calls(role)` lists the messages each call of that role received.
+
+        model = RoleScriptedModel({"solver": lambda n, _m: solution("8"),
+                                   "other": lambda n, _m: "Hello!"})
+    """
+
+    def __init__(self, script: dict[str, Callable[[int, list[BaseMessage]], Reply]], **kwargs: Any):
+        counters: dict[str, int] = {}
+        calls: dict[str, list] = {}
+        lock = threading.Lock()
+
+        def respond(messages: list[BaseMessage], _index: int) -> Reply:
+            role = role_of(str(messages[0].content)) if messages else "other"
+            with lock:
+                n = counters.get(role, 0)
+                counters[role] = n + 1
+                calls.setdefault(role, []).append(messages)
+            if role not in script:
+                raise KeyError(f"the script has no replies for the {role} role")
+            return script[role](n, messages)
+
+        super().__init__(respond=respond, **kwargs)
+        object.__setattr__(self, "_calls", calls)
+
+    def calls(self, role: str) -> list[list[BaseMessage]]:
+        return self._calls.get(role, [])

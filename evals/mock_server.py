@@ -111,10 +111,13 @@ class MockServer:
             texts.append(_huge(text) if s.mode == "huge" else text)
             self._counter += 1
         out_tokens = [len(t.split()) for t in texts]
-        delay = s.latency + (max(out_tokens) / s.tokens_per_second if s.tokens_per_second else 0.0)
+        paced = s.tokens_per_second and not body.get("stream")  # a stream is paced as it is sent
+        delay = s.latency + (max(out_tokens) / s.tokens_per_second if paced else 0.0)
         if delay:
             await asyncio.sleep(delay)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        if body.get("stream"):
+            return await self._stream(request, body, texts, prompt_tokens)
         return web.json_response(
             {
                 "id": f"chatcmpl-{self._counter}",
@@ -132,6 +135,36 @@ class MockServer:
                 },
             }
         )
+
+    async def _stream(self, request: web.Request, body: dict, texts: list[str], prompt_tokens: int):
+        """The completions as server-sent events, a word per chunk (paced by tokens_per_second),
+        then the finish reasons, the usage when `stream_options.include_usage` asks, and [DONE]."""
+        s = self.settings
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": f"chatcmpl-{self._counter}", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model", s.model)}  # fmt: skip
+
+        async def send(choices: list[dict], **extra) -> None:
+            await response.write(f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode())
+
+        words = [t.split(" ") for t in texts]
+        for step in range(max(len(w) for w in words)):
+            for i, w in enumerate(words):
+                if step < len(w):
+                    piece = w[step] + (" " if step < len(w) - 1 else "")
+                    delta = {"role": "assistant", "content": piece} if step == 0 else {"content": piece}
+                    await send([{"index": i, "delta": delta, "finish_reason": None}])
+            if s.tokens_per_second:
+                await asyncio.sleep(1 / s.tokens_per_second)
+        await send([{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(len(texts))])
+        if (body.get("stream_options") or {}).get("include_usage"):
+            completion = sum(len(t.split()) for t in texts)
+            await send([], usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                                  "total_tokens": prompt_tokens + completion})  # fmt: skip
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     def __enter__(self) -> MockServer:
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from magicore.graphs.result import RunResult
 from magicore.graphs.state import USAGE_KEYS, Calibration
 from magicore.graphs.tracing import record_result, trace_id_of, workflow_span
 from magicore.tools.rewards.base import RewardModel
+from magicore.tools.run_sync import run_sync
 
 
 def result_from_state(question: str, method: str, state: dict[str, Any], seconds: float) -> RunResult:
@@ -51,6 +51,7 @@ async def asolve(
     family: str | None = None,
     calibration: Calibration | None = None,
     on_event: Callable[[dict], None] | None = None,
+    on_token: Callable[[dict], None] | None = None,
     graph=None,
     run_config: dict | None = None,
     session_id: str | None = None,
@@ -62,6 +63,10 @@ async def asolve(
         model: a LangChain chat model or a model spec string ("embedded", "MODEL@URL", ...);
             required unless `graph` is given.
         on_event: called with every progress event (graphs/events.py) as it happens.
+        on_token: called with each piece of text a model writes, as it is written: a dict with
+            `text`, `call` (one id per model call), `node` (solve, review, refine...) and
+            `role`. Only calls the server answers one completion at a time stream (n=1: the
+            embedded model, llama.cpp, Ollama; a server honouring n=k answers at once).
         graph: a graph from `build_graph` to reuse (the other model arguments are then unused).
         run_config: LangGraph run config (thread_id for a checkpointer, callbacks, tags...).
         session_id: the conversation this question belongs to, put on every span.
@@ -79,17 +84,44 @@ async def asolve(
     with workflow_span(method_name, question, session_id=session_id) as span:
         started = time.perf_counter()
         state: dict[str, Any] = {}
-        async for mode, payload in graph.astream(inputs, run_config, stream_mode=["custom", "values"]):
+        modes = ["custom", "values", *(["messages"] if on_token is not None else [])]
+        async for mode, payload in graph.astream(inputs, run_config, stream_mode=modes):
             if mode == "custom" and on_event is not None:
                 on_event(payload)
             elif mode == "values":
                 state = payload
+            elif mode == "messages" and on_token is not None:
+                token = token_event(*payload)
+                if token is not None:
+                    on_token(token)
         result = result_from_state(question, method_name, state, time.perf_counter() - started)
         result.trace_id = trace_id_of(span)
         record_result(span, result)
     return result
 
 
+#: Which role a graph node's model calls speak for.
+NODE_ROLES = {"solve": "solver", "draft": "solver", "review": "reviewer", "feedback": "reviewer",
+              "refine": "refiner", "revise": "refiner", "score": "reward"}  # fmt: skip
+
+
+def token_event(chunk: Any, metadata: dict) -> dict | None:
+    """A streamed `messages`-mode chunk as an `on_token` event (None for one without text, and
+    for a whole message: the answer of a call that was not streamed)."""
+    from langchain_core.messages import BaseMessageChunk
+
+    if not isinstance(chunk, BaseMessageChunk):
+        return None
+    content = getattr(chunk, "content", None)
+    text = content if isinstance(content, str) else str(getattr(chunk, "text", "") or "")
+    if not text:
+        return None
+    node = (metadata or {}).get("langgraph_node")
+    return {"type": "token", "text": text, "call": getattr(chunk, "id", None), "node": node,
+            "role": NODE_ROLES.get(node or "", node)}  # fmt: skip
+
+
 def solve(question: str, **kwargs) -> RunResult:
-    """Synchronous `asolve`, for scripts and notebooks without an event loop."""
-    return asyncio.run(asolve(question, **kwargs))
+    """Synchronous `asolve`, for scripts and notebooks: it also works where an event loop
+    already runs (a Jupyter cell), by running the question on a worker thread's own loop."""
+    return run_sync(asolve(question, **kwargs))

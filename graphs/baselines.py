@@ -15,10 +15,10 @@ from langgraph.types import RetryPolicy, StreamWriter
 from magicore.agents.self_refiner import SelfRefiner
 from magicore.agents.solver import Solver
 from magicore.graphs import events
-from magicore.graphs.compat import with_config_context
+from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.nodes import make_aggregate, make_finish, make_score, make_solve
-from magicore.graphs.state import Draft, GraphInput, State, usage_update
+from magicore.graphs.state import Draft, GraphInput, GraphOutput, State, usage_update
 from magicore.tools.rewards.base import RewardModel
 
 
@@ -27,7 +27,7 @@ class SelfRefineState(State, total=False):
 
 
 def self_consistency(solver: Solver, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
-    g = StateGraph(State, input_schema=GraphInput)
+    g = StateGraph(State, input_schema=GraphInput, output_schema=GraphOutput)
     g.add_node("solve", make_solve(solver, config), retry_policy=retry)
     g.add_node("aggregate", make_aggregate("majority"))
     g.add_node("finish", make_finish("sc"))
@@ -39,7 +39,7 @@ def self_consistency(solver: Solver, config: MethodConfig, retry: RetryPolicy) -
 
 
 def best_of_k(solver: Solver, reward: RewardModel, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
-    g = StateGraph(State, input_schema=GraphInput)
+    g = StateGraph(State, input_schema=GraphInput, output_schema=GraphOutput)
     g.add_node("solve", make_solve(solver, config), retry_policy=retry)
     g.add_node("score", make_score(reward, config), retry_policy=retry)
     g.add_node("aggregate", make_aggregate("best"))
@@ -54,7 +54,7 @@ def best_of_k(solver: Solver, reward: RewardModel, config: MethodConfig, retry: 
 
 def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
     async def draft(state: State, writer: StreamWriter) -> dict:
-        update = await make_solve(solver, config, k=1)(state, writer)
+        update = await make_solve(solver, config, k=1).afunc(state, writer)
         chain = update["pending"][0]
         writer(events.draft_written(chain.text, chain.answer, 0))
         return {**update, "pending": [], "drafts": [Draft(text=chain.text, answer=chain.answer)],
@@ -83,10 +83,10 @@ def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry:
         return {"drafts": drafts, "round": round_, "answer": chain.answer,
                 "votes": {chain.answer: 1.0} if chain.answer else {}, "usage": usage_update("refiner", used)}  # fmt: skip
 
-    g = StateGraph(SelfRefineState, input_schema=GraphInput)
-    g.add_node("draft", with_config_context(draft), retry_policy=retry)
-    g.add_node("feedback", with_config_context(feedback), retry_policy=retry)
-    g.add_node("revise", with_config_context(revise), retry_policy=retry)
+    g = StateGraph(SelfRefineState, input_schema=GraphInput, output_schema=GraphOutput)
+    g.add_node("draft", graph_node(draft), retry_policy=retry)
+    g.add_node("feedback", graph_node(feedback), retry_policy=retry)
+    g.add_node("revise", graph_node(revise), retry_policy=retry)
     g.add_node("finish", make_finish("self-refine"))
     g.add_edge(START, "draft")
     g.add_edge("draft", "feedback")

@@ -3,9 +3,12 @@
     graph = build_graph("magicore", model=chat_model("embedded"))
     final = await graph.ainvoke({"question": "What is 17 * 3?"})
 
-Input: {"question": str, optional "family" and "calibration"}. Output state keys: `answer`,
-`votes`, `rounds`, `route`, `pool`, `reviews`, `usage` (per role). Run it with the async API
-(`ainvoke`, `astream`); `stream_mode="custom"` yields the progress events of graphs/events.py.
+Input (`GraphInput`): {"question": str, optional "family" and "calibration"}. Output
+(`GraphOutput`): `answer`, `votes`, `rounds`, `route`, `usage` (per role), `pool`, `reviews`,
+`refinements`, `drafts`; nothing else reaches a parent graph. The async API (`ainvoke`,
+`astream`) is the one to use; `invoke` and `stream` work too (each node then runs on an event
+loop of its own). `stream_mode="custom"` yields the progress events of graphs/events.py,
+`stream_mode="messages"` the models' text as it is written.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ def build_graph(
     interrupt_before: list[str] | None = None,
     saved_calibration: bool = True,
     solver: Solver | None = None,
+    context_schema: type | None = None,
 ):
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
 
@@ -108,6 +112,8 @@ def build_graph(
             input state still comes first.
         solver: the Solver to use instead of one sampling from `model` (paired benchmark runs
             replay stored chains through one).
+        context_schema: the compiled graph's LangGraph context schema (what LangGraph Studio
+            shows as a run's settings; graphs/studio.py). The nodes do not read it.
     """
     method = normalize_method(method)
     model = chat_model_of(model)
@@ -131,6 +137,8 @@ def build_graph(
             found = find_saved_calibration(model, reward)
             config = config.model_copy(update={"calibration": found}) if found else config
         graph = _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools)
+    if context_schema is not None:
+        graph.context_schema = context_schema  # StateGraph keeps it as given; compile passes it on
     return graph.compile(checkpointer=checkpointer, name=name or f"magicore-{method}",
                          interrupt_before=interrupt_before)
 

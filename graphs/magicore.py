@@ -24,7 +24,7 @@ from magicore.graphs.config import MethodConfig
 from magicore.graphs.nodes import (
     make_aggregate, make_finish, make_refine, make_review, make_route, make_score, make_solve,
 )  # fmt: skip
-from magicore.graphs.state import GraphInput, State
+from magicore.graphs.state import GraphInput, GraphOutput, State
 from magicore.tools.rewards.base import RewardModel
 
 
@@ -38,7 +38,7 @@ def magicore_graph(
     evidence: Callable | None = None,
 ) -> StateGraph:
     route, after_route = make_route(config, evidence)
-    g = StateGraph(State, input_schema=GraphInput)
+    g = StateGraph(State, input_schema=GraphInput, output_schema=GraphOutput)
     g.add_node("solve", make_solve(solver, config), retry_policy=retry)
     g.add_node("score", make_score(reward, config), retry_policy=retry)
     g.add_node("aggregate", make_aggregate("weighted"))

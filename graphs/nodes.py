@@ -22,7 +22,7 @@ from magicore.agents.solver import Solver
 from magicore.graphs import events
 from magicore.graphs.aggregation import Vote, majority_vote, weighted_vote
 from magicore.graphs.calibration import self_calibration
-from magicore.graphs.compat import with_config_context
+from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
@@ -50,17 +50,20 @@ def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
         return {"family": family, "pending": result.chains, "round": 0,
                 "usage": usage_update("solver", result.usage)}  # fmt: skip
 
-    return with_config_context(solve)
+    return graph_node(solve)
 
 
-async def score_chain(reward: RewardModel, question: str, chain: Chain) -> Chain:
+async def score_chain(reward: RewardModel, question: str, chain: Chain, *, index: int | None = None) -> Chain:
     """The chain with its step scores, outcome score and their components filled in.
 
-    Traced as `execute_tool reward_model`, linked to the LLM call that wrote the chain, with one
-    `gen_ai.evaluation.result` event per step score and one for the outcome score (a span
-    that has ended cannot take events, so they sit on the scoring span).
+    Traced as `execute_tool reward_model`, saying which chain it scored (`magicore.chain.index`,
+    its place among the chains scored together, and `magicore.round`) and linked to the LLM call
+    that wrote the chain, with one `gen_ai.evaluation.result` event per step score and one for
+    the outcome score (a span that has ended cannot take events, so they sit on the scoring span).
     """
-    attributes = {"magicore.reward": reward.name, "magicore.round": chain.round, "magicore.answer": str(chain.answer)}
+    attributes = {"magicore.reward": reward.name, "magicore.round": chain.round, "magicore.answer": str(chain.answer),
+                  "magicore.chain.index": index, "magicore.chain.origin": chain.origin,
+                  "magicore.chain.parent": chain.parent}  # fmt: skip
     with telemetry.span("execute_tool reward_model", links=telemetry.link_to(chain.trace_link), attributes={
         "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "reward_model", **attributes,
     }) as span:  # fmt: skip
@@ -96,14 +99,15 @@ def make_score(reward: RewardModel, config: MethodConfig):
             batch = [c.steps for c in pending if c.steps]
             with telemetry.tool_span("reward_model", **{"magicore.reward": reward.name, "magicore.reward.batch": len(batch)}):
                 await reward.aprepare(state["question"], batch)  # batched work, e.g. one sandbox run
-            scored = await asyncio.gather(*(score_chain(reward, state["question"], c) for c in pending))
+            scored = await asyncio.gather(*(score_chain(reward, state["question"], c, index=i)
+                                            for i, c in enumerate(pending)))  # fmt: skip
         round_ = max((c.round for c in scored), default=state.get("round", 0))
         pool = top_k(list(state.get("pool") or []) + list(scored), keep)
         writer(events.scores_ready(round_, scored, pool, reward.name))
         return {"pending": Overwrite([]), "pool": pool, "latest": list(scored), "round": round_,
                 "usage": usage_update("reward", used)}  # fmt: skip
 
-    return with_config_context(score)
+    return graph_node(score)
 
 
 def vote(chains: list[Chain], how: Aggregation) -> Vote:
@@ -119,11 +123,14 @@ def vote(chains: list[Chain], how: Aggregation) -> Vote:
 
 def make_aggregate(how: Aggregation):
     async def aggregate(state: State) -> dict:
-        chains = state.get("pool") or state.get("pending") or []
+        update: dict = {}
+        chains = state.get("pool")
+        if not chains:  # Self-Consistency votes over the samples as drawn: they are its pool
+            chains = update["pool"] = list(state.get("pending") or [])
         result = vote(chains, how)
-        return {"answer": result.answer, "votes": result.weights}
+        return {**update, "answer": result.answer, "votes": result.weights}
 
-    return with_config_context(aggregate)
+    return graph_node(aggregate)
 
 
 def make_route(config: MethodConfig, evidence=None):
@@ -168,7 +175,7 @@ def make_route(config: MethodConfig, evidence=None):
             for i, chain in enumerate(chains)
         ]
 
-    return with_config_context(route), after_route
+    return graph_node(route), after_route
 
 
 def make_review(reviewer: Reviewer, evidence: Callable | None):
@@ -184,7 +191,7 @@ def make_review(reviewer: Reviewer, evidence: Callable | None):
             goto=Send("refine", {**branch, "review": result}),
         )
 
-    return with_config_context(review)
+    return graph_node(review)
 
 
 def make_refine(refiner: Refiner):
@@ -194,7 +201,7 @@ def make_refine(refiner: Refiner):
         writer(events.refinement_written(refined, branch["chain"], branch["index"]))
         return {"pending": [refined], "refinements": [refined], "usage": usage_update("refiner", used)}
 
-    return with_config_context(refine)
+    return graph_node(refine)
 
 
 def make_finish(method: str):
@@ -203,4 +210,4 @@ def make_finish(method: str):
         writer(events.final(method, state.get("answer"), state.get("votes") or {}, rounds))
         return {"rounds": rounds}
 
-    return with_config_context(finish)
+    return graph_node(finish)

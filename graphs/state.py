@@ -93,6 +93,24 @@ class GraphInput(TypedDict, total=False):
     calibration: Calibration | None
 
 
+class GraphOutput(TypedDict, total=False):
+    """What a method graph returns (`ainvoke`, `stream_mode="values"`) and writes back into a
+    parent graph that adds it as a node: these keys and no working state (`pending`, `latest`,
+    `round`, `family`, `calibration`, Self-Refine's `done`). A parent's key of the same name is
+    overwritten by the subgraph's value; a parent that uses one of these names for something
+    else calls the graph from a node of its own and maps the keys (docs/methods.md)."""
+
+    answer: str | None  # the final answer; None when no chain stated one
+    votes: dict[str, float]  # weight per answer in the final vote
+    rounds: int  # refinement rounds run
+    route: Annotated[list[RouteDecision], operator.add]  # one per easy/hard evaluation (MAgICoRe)
+    usage: Annotated[dict[str, dict[str, int]], merge_usage]  # per role: llm_calls, requests, tokens
+    pool: list[Chain]  # the final pool of chains (scored, for MAgICoRe and Best-of-k)
+    reviews: Annotated[list[Review], operator.add]  # every review written (MAgICoRe)
+    refinements: Annotated[list[Chain], operator.add]  # every refined chain, kept or not (MAgICoRe)
+    drafts: list[Draft]  # Self-Refine's drafts and the feedback each received
+
+
 class BranchState(TypedDict):
     """What one fan-out branch (review or refine of one chain) receives through `Send`."""
 

@@ -160,7 +160,8 @@ def _workflow_attributes(method: str, question: str) -> dict[str, Any]:
         "openinference.span.kind": "CHAIN",  # Phoenix shows the root as a chain
     }  # fmt: skip
     if telemetry.capture_content():
-        attributes["magicore.question"] = question
+        # OpenInference's input.value / output.value fill Phoenix's Input and Output columns
+        attributes.update({"magicore.question": question, "input.value": question, "input.mime_type": "text/plain"})
     return attributes
 
 
@@ -216,3 +217,5 @@ def record_result(span: trace.Span, result: Any) -> None:
         "magicore.usage.llm_calls": result.llm_calls, "magicore.usage.requests": result.requests,
         "magicore.usage.input_tokens": result.input_tokens, "magicore.usage.output_tokens": result.output_tokens,
     })  # fmt: skip
+    if telemetry.capture_content() and result.answer is not None:
+        telemetry.set_attributes(span, {"output.value": str(result.answer), "output.mime_type": "text/plain"})

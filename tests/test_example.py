@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import sys
@@ -34,13 +35,13 @@ def agent_app():
     return load("examples/agent_app.py")
 
 
-def scripted(solver_answers, refine="8"):
+def scripted(solver_answers, refine="8", honours_n=True):
     return RoleScriptedModel({
         "solver": lambda n, _m: solution(solver_answers[n % len(solver_answers)]),
         "reviewer": lambda n, _m: "Step 2 is wrong: recompute it.",
         "refiner": lambda n, _m: solution(refine),
         "other": lambda n, _m: "Hello! Nice to meet you.",
-    })
+    }, honours_n=honours_n)
 
 
 # R = ORM + product of step scores; with mu = 1, sigma = 0.2: "8" scores R = 1.8 (z = 4), the
@@ -53,12 +54,13 @@ async def test_math_goes_through_the_magicore_subgraph(agent_app):
     model = scripted(["8", "8", "8", "5"])
     app = agent_app.build_app(model, reward=REWARD, config=CONFIG)
     final = await app.ainvoke({"messages": [HumanMessage("What is 3 + 5?")]})
-    # the subgraph's output is in the parent's state
-    assert final["intent"] == "math" and final["question"] == "What is 3 + 5?"
+    # the app's own `route` survives the subgraph, whose `route` comes back as `decisions`
+    assert final["route"] == "math" and final["question"] == "What is 3 + 5?"
+    assert [d["hard"] for d in final["decisions"]] == [False]
     assert final["answer"] == "8" and final["rounds"] == 0
     assert final["votes"] == pytest.approx({"8": 3 * 1.8, "5": 0.5})
-    # and the subgraph's own keys stay inside it
-    assert not {"pool", "reviews", "usage", "route", "pending"} & set(final)
+    # and the subgraph's other keys stay inside it
+    assert not {"pool", "reviews", "usage", "pending"} & set(final)
     reply = final["messages"][-1]
     assert isinstance(reply, AIMessage) and reply.name == "magicore"
     assert reply.content == "The answer is 8 (settled by a reward-weighted vote)."
@@ -66,46 +68,79 @@ async def test_math_goes_through_the_magicore_subgraph(agent_app):
 
 
 async def test_a_hard_question_is_refined_inside_the_subgraph_and_streams_through(agent_app):
-    model = scripted(["5", "6", "7", "9"])  # four different low-reward answers: hard
+    model = scripted(["5", "6", "7", "9"], honours_n=False)  # four different low-reward answers: hard
     app = agent_app.build_app(model, reward=REWARD, config=CONFIG)
-    events, final = [], {}
+    events, text, final = [], {}, {}
     async for namespace, mode, chunk in app.astream({"messages": [HumanMessage("How many is 4 + 4?")]},
-                                                   stream_mode=["custom", "values"], subgraphs=True):  # fmt: skip
+                                                   stream_mode=["custom", "messages", "values"],
+                                                   subgraphs=True):  # fmt: skip
         if mode == "custom":
             events.append((namespace, chunk["type"]))
+        elif mode == "messages":
+            message, metadata = chunk
+            text.setdefault((namespace[0].split(":")[0] if namespace else "", metadata["langgraph_node"]), []).append(
+                message.content)
         elif not namespace:
             final = chunk
-    assert final["answer"] == "8" and final["rounds"] == 1
+    assert final["answer"] == "8" and final["rounds"] == 1 and final["route"] == "math"
     assert final["messages"][-1].content == "The answer is 8 (after 1 round of review and refinement)."
     assert len(model.calls("reviewer")) == 4 and len(model.calls("refiner")) == 4
     # MAgICoRe's progress events arrive from inside the subgraph (a "magicore:<task id>" namespace)
     types = [t for _ns, t in events]
     assert types.count("route") == 2 and types.count("review") == 4 and types[-1] == "final"
     assert all(ns and ns[0].startswith("magicore:") for ns, _t in events)
+    # and so does the models' text, as it is written: the Solver's streamed word by word
+    assert {key for key in text if key[0] == "magicore"} == {("magicore", n) for n in ("solve", "review", "refine")}
+    assert text[("", "respond")] == [final["messages"][-1].content]  # the app's own reply
+    solver = text[("magicore", "solve")]
+    assert len(solver) > 4 * 5 and "".join(solver).count("\\boxed{") == 4
 
 
 async def test_small_talk_is_answered_directly(agent_app):
     model = scripted(["8"])
     app = agent_app.build_app(model, reward=REWARD, config=CONFIG)
-    final = await app.ainvoke({"messages": [HumanMessage("Hello there!")]})
-    assert final["intent"] == "chat" and "answer" not in final
+    streamed = []
+    final = await agent_app.run("Hello there!", app, show_progress=False,
+                                on_text=lambda node, text: streamed.append((node, text)))  # fmt: skip
+    assert final["route"] == "chat" and "answer" not in final
     assert final["messages"][-1].content == "Hello! Nice to meet you."
+    assert streamed[0] == ("chat", "Hello! ") and "".join(t for _n, t in streamed) == "Hello! Nice to meet you."
     assert model.calls("solver") == [] and len(model.calls("other")) == 1
     assert model.calls("other")[0][0].content == agent_app.SMALL_TALK
 
 
+def test_the_synchronous_api_runs_the_same_app(agent_app, capsys):
+    model = scripted(["5", "6", "7", "9"])
+    app = agent_app.build_app(model, reward=REWARD, config=CONFIG)
+    final = agent_app.ask("How many is 4 + 4?", app)
+    assert final["answer"] == "8" and final["rounds"] == 1 and final["route"] == "math"
+    assert capsys.readouterr().err.count("magicore: review") == 4
+    assert app.invoke({"messages": [HumanMessage("Hello!")]})["messages"][-1].content == "Hello! Nice to meet you."
+
+
 async def test_a_conversation_keeps_its_messages_and_each_question_gets_a_fresh_subgraph(agent_app):
+    from langgraph.checkpoint.serde.event_hooks import register_serde_event_listener
+
+    from magicore import serializer
+
+    unregistered = []
+    stop = register_serde_event_listener(
+        lambda e: unregistered.append(e) if e.get("kind") == "msgpack_unregistered_allowed" else None)
     model = scripted(["8", "8", "8", "5"])
-    app = agent_app.build_app(model, reward=REWARD, config=CONFIG, checkpointer=InMemorySaver())
+    app = agent_app.build_app(model, reward=REWARD, config=CONFIG, checkpointer=InMemorySaver(serde=serializer()))
     thread = {"configurable": {"thread_id": "chat-1"}}
-    await app.ainvoke({"messages": [HumanMessage("Hi!")]}, thread)
-    await app.ainvoke({"messages": [HumanMessage("What is 2 * 4?")]}, thread)
-    final = await app.ainvoke({"messages": [HumanMessage("And 10 - 2?")]}, thread)
+    try:
+        await app.ainvoke({"messages": [HumanMessage("Hi!")]}, thread)
+        await app.ainvoke({"messages": [HumanMessage("What is 2 * 4?")]}, thread)
+        final = app.invoke({"messages": [HumanMessage("And 10 - 2?")]}, thread)  # sync, same thread
+    finally:
+        stop()
     assert [m.type for m in final["messages"]] == ["human", "ai"] * 3
     assert final["question"] == "And 10 - 2?" and final["answer"] == "8" and final["rounds"] == 0
     assert len(model.calls("solver")) == 8  # k samples per math question, none for small talk
     # the second question's vote is its own, not added to the first one's
     assert final["votes"] == pytest.approx({"8": 1.8 * 3, "5": 0.5})
+    assert unregistered == []  # the app's saver read magicore's state types back as registered
 
 
 def test_router():
@@ -145,7 +180,7 @@ def test_langgraph_json_names_a_loadable_graph_per_method(monkeypatch):
         path, _, attr = (entry["path"] if isinstance(entry, dict) else entry).partition(":")
         assert path.startswith("./") and (ROOT / path).is_file(), path
         factory = getattr(load(path), attr)
-        graph = factory({"configurable": {"k": 3, "rounds": 1}})
+        graph = asyncio.run(factory({"configurable": {"k": 3, "rounds": 1}}))
         nodes = set(graph.get_graph().nodes)
         assert "__start__" in nodes and "__end__" in nodes, graph_id
         if graph_id in METHODS:
@@ -162,7 +197,7 @@ async def test_studio_factories_read_the_run_settings(monkeypatch):
     monkeypatch.delenv("MAGICORE_MODEL", raising=False)
     with MockServer() as server:
         spec = f"studio-test@{server.base_url}"
-        graph = studio.sc_graph({"configurable": {"model": spec, "k": 5, "temperature": 0.3}})
+        graph = await studio.sc_graph({"configurable": {"model": spec, "k": 5, "temperature": 0.3}})
         assert graph.name == "magicore-sc"
         final = await graph.ainvoke({"question": "What is 40 + 2?"})
         assert final["answer"] == "42" and final["usage"]["solver"]["llm_calls"] == 5

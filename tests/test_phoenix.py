@@ -81,7 +81,7 @@ def test_spans_arrive_in_phoenix_with_their_hierarchy(phoenix):
     with MockServer(MockSettings(honour_n=True)) as model:
         proc = subprocess.run(
             [sys.executable, "-m", "magicore.ui.cli", "solve", "What is 40 + 2?", "--model", model.base_url,
-             "-k", "3", "--reward", "verifier", "--trace", "otlp", "--json"],
+             "-k", "3", "--reward", "verifier", "--trace", "otlp", "--trace-content", "--json"],
             capture_output=True, text=True, timeout=120,
             env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": phoenix, "PHOENIX_PROJECT_NAME": project},
         )
@@ -95,6 +95,8 @@ def test_spans_arrive_in_phoenix_with_their_hierarchy(phoenix):
     assert names.count("execute_tool reward_model") == 4 and names.count("execute_tool run_python") == 1
     (root,) = [s for s in spans if s["parent_id"] is None]
     assert root["name"] == "invoke_workflow magicore" and root["attributes"]["magicore.answer"] == "42"
+    # with content capture, the question and the answer fill Phoenix's Input and Output columns
+    assert root["attributes"]["input.value"] == "What is 40 + 2?" and root["attributes"]["output.value"] == "42"
     (solver,) = [s for s in spans if s["name"] == "invoke_agent solver"]
     (chat,) = [s for s in spans if s["name"] == "chat mock-model"]
     assert solver["parent_id"] == root["context"]["span_id"]

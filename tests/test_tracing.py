@@ -338,3 +338,50 @@ def test_jsonl_export_reads_back_into_the_same_tree(tmp_path):
     prepare = by_id[sandbox["parent_id"]]
     assert prepare["name"] == "execute_tool reward_model" and prepare["attributes"]["magicore.reward.batch"] == 3
     assert sandbox["attributes"]["magicore.sandbox.exit_code"] == 0
+
+
+async def test_each_scoring_span_names_its_chain_and_links_to_that_chains_model_call(spans):
+    await run(scripted(["5", "6", "7", "9"]), FakeAnswerReward({**LOW, **HIGH}), rounds=1)
+    tree = Tree(spans.get_finished_spans())
+    scoring = [s for s in tree.named("execute_tool reward_model") if "magicore.reward.batch" not in s.attributes]
+    by_round = {r: sorted((s for s in scoring if s.attributes["magicore.round"] == r),
+                          key=lambda s: s.attributes["magicore.chain.index"]) for r in (0, 1)}  # fmt: skip
+    assert [s.attributes["magicore.chain.index"] for s in by_round[0]] == [0, 1, 2, 3]
+    assert [s.attributes["magicore.chain.index"] for s in by_round[1]] == [0, 1, 2, 3]
+    (solver_chat,) = tree.children(tree.named("invoke_agent solver")[0], "chat")
+    assert all([link.context.span_id for link in s.links] == [solver_chat.context.span_id] for s in by_round[0])
+    # a refined chain's score links to the chat span of the refiner call that wrote it: the one
+    # under the `invoke_agent refiner` span for the same chain
+    for s in by_round[1]:
+        assert s.attributes["magicore.chain.origin"] == "refiner"
+        index = s.attributes["magicore.chain.parent"]
+        (refiner,) = [r for r in tree.named("invoke_agent refiner") if r.attributes["magicore.chain.index"] == index]
+        (chat,) = tree.children(refiner, "chat")
+        assert [link.context.span_id for link in s.links] == [chat.context.span_id]
+
+
+async def test_chat_spans_carry_the_servers_response_id_and_model(spans):
+    from magicore.agents.backends import chat_model
+
+    with MockServer(MockSettings(model="served-model")) as server:
+        model = chat_model(f"served-model@{server.base_url}")
+        await sample(model, [("user", "What is 40 + 2?")])
+        await sample(model, [("user", "What is 40 + 2?")], n=2)
+    chats = Tree(spans.get_finished_spans()).named("chat")
+    assert len(chats) == 2
+    ids = [c.attributes["gen_ai.response.id"] for c in chats]
+    assert all(i.startswith("chatcmpl-") for i in ids) and len(set(ids)) == 2
+    assert all(c.attributes["gen_ai.response.model"] == "served-model" for c in chats)
+
+
+async def test_with_content_capture_the_workflow_span_has_phoenixs_input_and_output(spans):
+    telemetry.set_capture_content(True)
+    try:
+        await run(scripted(["8", "8", "8", "5"]), FakeAnswerReward({**LOW, **HIGH}))
+    finally:
+        telemetry.set_capture_content(False)
+    (root,) = Tree(spans.get_finished_spans()).named("invoke_workflow")
+    assert root.attributes["input.value"] == "A question whose answer is 8." and root.attributes["output.value"] == "8"
+    await run(scripted(["8", "8", "8", "5"]), FakeAnswerReward({**LOW, **HIGH}))
+    roots = Tree(spans.get_finished_spans()).named("invoke_workflow")
+    assert not {"input.value", "output.value"} & set(roots[-1].attributes)  # content is opt-in

@@ -17,17 +17,17 @@ from magicore.agents.fake import ScriptedFakeChatModel
 from magicore.evals.mock_server import MockServer, MockSettings
 from magicore.graphs.build import build_graph
 from magicore.graphs.config import MethodConfig
-from magicore.ui.app_runner import LoopThread
-from magicore.ui.app_store import DB_NAME, ConversationStore, Turn
+from magicore.ui.app.runner import LoopThread
+from magicore.ui.app.store import DB_NAME, ConversationStore, Turn
 
-APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+APP = Path(__file__).resolve().parents[1] / "ui" / "app" / "main.py"
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
 
 
 @pytest.fixture(autouse=True)
 def ui_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MAGICORE_UI_DIR", str(tmp_path))
-    monkeypatch.setenv("MAGICORE_UI_MODEL_FACTORY", "magicore.ui.app_demo:demo_model")
+    monkeypatch.setenv("MAGICORE_UI_MODEL_FACTORY", "magicore.ui.app.demo:demo_model")
     monkeypatch.setenv("MAGICORE_UI_REWARD", "verifier")
     for name in ("MAGICORE_MODEL", "MAGICORE_TRACE", "MAGICORE_TRACE_URL", "MAGICORE_UI_METHOD"):
         monkeypatch.delenv(name, raising=False)
@@ -77,15 +77,17 @@ def test_question_in_status_panel_and_answer_out():
     assert len(diffs) == 8 and all("+Step 2: 3 + 4 = 7." in d and "-Step 2: 3 + 4 = " in d for d in diffs)
     assert sum("Step 2 is wrong: 3 + 4 is 7" in m.value for m in status.markdown) == 8
     assert assistant.get("vega_lite_chart"), "the final vote is drawn as a bar chart"
-    assert [(m.label, m.value) for m in assistant.metric] == [("Answer", "7")]
+    assert [(m.label, m.value) for m in assistant.metric] == [("Answer", "7"), ("Vote share", "100%")]
     summary = texts(assistant)
     assert "**Method** MAgICoRe" in summary and "**Route** hard: 1 refinement round(s), then easy" in summary
     assert "24 LLM calls" in summary and "reward `verifier`" in summary
+    assert "Cost by role: solver 8 calls, " in summary and "reviewer 8 calls, " in summary
+    assert "refiner 8 calls, " in summary
 
     # a reload of the same address shows the same conversation, read back from SQLite
     again = app(at.query_params["c"])
     assert [m.name for m in again.chat_message] == ["user", "assistant"]
-    assert [(m.label, m.value) for m in again.metric] == [("Answer", "7")]
+    assert [(m.label, m.value) for m in again.metric] == [("Answer", "7"), ("Vote share", "100%")]
     assert again.status[0].label == status.label and len(again.chat_message[1].dataframe) == 2
     # another address is another conversation
     assert [m.name for m in app("other").chat_message] == []
@@ -96,7 +98,7 @@ def test_baselines_show_their_own_panels_in_one_conversation():
     at.sidebar.selectbox(key="method").set_value("sc").run()
     ask(at)
     sc = at.chat_message[1]
-    assert [m.value for m in sc.metric] == ["8"]  # three of eight samples agree on the wrong sum
+    assert [m.value for m in sc.metric] == ["8", "38%"]  # three of eight samples agree on the wrong sum
     assert "Self-Consistency" in texts(sc) and "majority vote" in texts(sc)
     assert list(sc.dataframe[0].value.columns) == ["#", "answer", "from"]  # no scores
     assert sc.get("vega_lite_chart")
@@ -104,7 +106,7 @@ def test_baselines_show_their_own_panels_in_one_conversation():
     at.sidebar.selectbox(key="method").set_value("self-refine").run()
     ask(at)
     refine = at.chat_message[3]
-    assert [m.value for m in refine.metric] == ["7"]
+    assert [m.value for m in refine.metric] == ["7", "100%"]
     panel = texts(refine.status[0])
     assert "**First draft**" in panel and "**Round 1: feedback and revision**" in panel
     assert "**Round 2: feedback and revision**" in panel and "The feedback says the solution is correct" in panel
@@ -136,7 +138,7 @@ def test_errors_are_chat_messages_and_the_app_keeps_working():
 
     at.sidebar.radio(key="backend").set_value("factory").run()
     ask(at)
-    assert [m.value for m in at.chat_message[7].metric] == ["7"]
+    assert [m.value for m in at.chat_message[7].metric] == ["7", "100%"]
     reloaded = app(at.query_params["c"])  # the failed turns are part of the history too
     assert [len(m.error) for m in reloaded.chat_message[1::2]] == [1, 1, 0, 0]
 
@@ -159,7 +161,7 @@ def test_tracing_toggle_shows_the_trace_id_and_link(spans, monkeypatch):
     at.sidebar.toggle(key="tracing").set_value(False).run()
     spans.clear()
     ask(at)
-    assert "trace `" not in texts(at.chat_message[3]) and [m.value for m in at.chat_message[3].metric] == ["8"]
+    assert "trace `" not in texts(at.chat_message[3]) and [m.value for m in at.chat_message[3].metric][0] == "8"
     assert spans.get_finished_spans() == ()  # the run was not traced at all
 
 
@@ -192,7 +194,7 @@ def test_a_stopped_run_is_cancelled_and_recorded_whole(tmp_path):
     assert loop.call(store.record("t", turn, turn.reply("stopped")))
     assert not loop.call(store.record("t", turn, turn.reply("stopped")))  # recorded once
 
-    from magicore.ui.app_demo import demo_model
+    from magicore.ui.app.demo import demo_model
 
     after = Turn("What is 40 + 2?", build_graph("sc", model=demo_model(), config=MethodConfig(k=8), checkpointer=False))
     events: list[dict] = []
@@ -222,3 +224,25 @@ def test_replies_saved_by_another_version_still_show(ui_env):
     assert any("cannot show" in w.value for w in at.warning)  # the second, in words
     at.chat_input[0].set_value(QUESTION).run()  # and the app keeps working
     assert not at.exception, at.exception
+
+
+def test_the_solvers_text_is_shown_while_written_and_not_stored():
+    from magicore.ui.app.progress import SAMPLES, TABLE, WRITING, Progress
+
+    p = Progress()
+    token = {"type": "token", "role": "solver", "node": "solve"}
+    assert p.apply({**token, "call": "a", "text": "Step 1: "}) == {WRITING}
+    p.apply({**token, "call": "b", "text": "Step 1: 2 + 2"})
+    p.apply({**token, "call": "a", "text": "4 = 4"})
+    assert p.apply({**token, "role": "reviewer", "call": "c", "text": "Step 2 is wrong"}) == set()
+    assert p.writing == {"a": "Step 1: 4 = 4", "b": "Step 1: 2 + 2"}
+    # a sample drawn whole leaves the writing area for the table
+    assert p.apply({"type": "chain", "index": 0, "k": 2, "text": "Step 1: 4 = 4", "answer": "4"}) == {
+        SAMPLES, TABLE, WRITING}
+    assert p.writing == {"b": "Step 1: 2 + 2"} and p.drawn == 1
+    from magicore.ui.app.panel import writing_text
+
+    assert writing_text(p) == "--- Writing sample 2…\nStep 1: 2 + 2"
+    assert "writing" not in p.to_dict() and Progress.from_dict(p.to_dict()).writing == {}
+    assert WRITING in p.apply({"type": "scores", "round": 0, "pool": [], "reward": "verifier"})
+    assert p.writing == {}  # scoring starts: nothing is being written any more

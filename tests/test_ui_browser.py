@@ -18,8 +18,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from magicore.evals.mock_server import MockServer, MockSettings
-from magicore.ui.app_demo import DemoResponder
-from magicore.ui.app_screenshot import ANSWER, ERROR, ask, full_page_png, make_driver, wait_for
+from magicore.ui.app.demo import DemoResponder
+from magicore.ui.app.screenshot import ANSWER, ERROR, ask, full_page_png, make_driver, wait_for
 from magicore.ui.ui_command import free_port, stop, wait_ready
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
@@ -122,3 +122,61 @@ def test_a_long_run_can_be_stopped_and_the_app_goes_on(ui, browser, mock, tmp_pa
     wait_until(lambda: len(answers(browser)) == 2, 30, "the history")
     page = browser.find_element(By.TAG_NAME, "body").text
     assert page.count("What is 12 + 30?") == 2 and "Stopped before an answer" in page
+
+
+PANEL = '[data-testid="stChatMessage"] [data-testid="stExpander"]'
+
+
+def live_panel(browser) -> dict:
+    """The last status panel as the browser shows it: open or folded, its state icon, its text."""
+    panels = browser.find_elements(By.CSS_SELECTOR, PANEL)
+    if not panels:
+        return {}
+    panel = panels[-1]
+    details = panel.find_element(By.TAG_NAME, "details")
+    icons = [i.get_attribute("data-testid") for i in panel.find_elements(By.CSS_SELECTOR, "[data-testid^=stExpanderIcon]")]
+    return {"open": details.get_attribute("open") is not None, "icons": icons, "text": panel.text,
+            "summary": panel.find_element(By.TAG_NAME, "summary")}  # fmt: skip
+
+
+def test_the_live_panel_is_open_and_running_until_the_answer(ui, browser, mock, tmp_path):
+    # a server that ignores n and streams five words a second: the Solver's samples are written
+    # one request each, slowly enough to watch
+    mock.settings.honour_n, mock.settings.tokens_per_second = False, 5.0
+    try:
+        browser.get(ui)  # a new conversation
+        ask(browser, "What is 5 + 6?")
+        wait_for(browser, PANEL, 30)
+        seen, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:  # open and running all along, while samples are written
+            panel = live_panel(browser)
+            seen.append((panel["open"], panel["icons"]))
+            if "Writing sample" in panel["text"]:
+                break
+            time.sleep(0.1)
+        assert all(state == (True, ["stExpanderIconSpinner"]) for state in seen), seen
+        # the Solver's text shows as it is written, before the sample is drawn whole
+        assert "Step 1: We start with 5" in panel["text"]
+        keep(full_page_png(browser, tmp_path / "ui-running.png"))
+        # once scored, nothing is being written any more
+        text = wait_until(lambda: "scored by" in live_panel(browser)["text"] and live_panel(browser)["text"], 60,
+                          "the scored samples")  # fmt: skip
+        assert "Writing sample" not in text
+        mock.settings.latency = 4.0  # the reviews and refinements now take a while: the run goes on
+        # a click folds it and it stays folded while the run goes on (no update reopens it)...
+        live_panel(browser)["summary"].click()
+        time.sleep(1.0)
+        panel = live_panel(browser)
+        # (folded, Streamlit shows a chevron instead of the state icon: the label says it runs)
+        assert not panel["open"] and panel["summary"].text.splitlines()[-1] == "Solving…"
+        # ...and a second click opens it again, for good
+        panel["summary"].click()
+        time.sleep(1.0)
+        assert live_panel(browser)["open"]
+        wait_until(lambda: answers(browser), 120, "the answer")
+    finally:
+        mock.settings.honour_n, mock.settings.tokens_per_second, mock.settings.latency = True, None, 0.0
+    assert answers(browser) == ["11"]
+    panel = live_panel(browser)  # the answer is in: folded, complete
+    assert not panel["open"] and panel["icons"] == ["stExpanderIconCheck"]
+    assert "Solved in" in panel["text"]

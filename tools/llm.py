@@ -7,6 +7,12 @@ rather than in agents/).
 falls back to bounded concurrent requests where it silently returns one choice (llama.cpp,
 Ollama). Which applies is detected from the first answer, not assumed, and remembered per
 server and model. Server failures become `ModelError` with one readable sentence.
+
+Every call carries the callbacks of the LangChain or LangGraph run it happens in (read from the
+run's config, which LangGraph keeps in a context variable inside a node), so LangGraph's
+`stream_mode="messages"`, `astream_events` and any LangChain tracer see magicore's model calls
+as children of the node that made them. Usage is counted by a callback handler on the same path
+(`UsageCallback`): what magicore reports is what every tracer sees.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
-from langchain_core.outputs import ChatGeneration
+from langchain_core.outputs import ChatGeneration, LLMResult
 from opentelemetry.trace import SpanKind
 
 from magicore.tools import telemetry
@@ -54,27 +61,63 @@ class Usage:
             self.output_tokens + other.output_tokens,
         )
 
+    def __iadd__(self, other: Usage) -> Usage:  # in place: a `track_usage` scope holds this object
+        self.llm_calls += other.llm_calls
+        self.requests += other.requests
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        return self
+
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
 
-#: The usage accumulators of the enclosing `track_usage` scopes (innermost last).
-_sinks: contextvars.ContextVar[tuple[Usage, ...]] = contextvars.ContextVar("magicore_usage", default=())
+class UsageCallback(BaseCallbackHandler):
+    """A LangChain callback handler that adds up what chat-model calls cost, from the results
+    every tracer sees (`on_llm_end`). magicore counts its own usage with it; attach one to any
+    run's `callbacks` to count the chat-model calls of that run, magicore's included."""
+
+    run_inline = True  # counting is cheap: no thread hop for a sync handler on an async run
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.response: dict[str, Any] = {}  # the last call's response id and model, when sent
+        self._chunks: dict[Any, int] = {}  # streamed text chunks per model call
+
+    def on_llm_new_token(self, token: str, *, run_id: Any = None, **kwargs: Any) -> None:
+        if token:
+            self._chunks[run_id] = self._chunks.get(run_id, 0) + 1
+
+    def on_llm_end(self, response: LLMResult, *, run_id: Any = None, **kwargs: Any) -> None:
+        generations = [g for batch in response.generations for g in batch if isinstance(g, ChatGeneration)]
+        chunks = self._chunks.pop(run_id, 0)
+        if generations:
+            used = _usage(response.llm_output, generations)
+            if chunks and not (used.input_tokens or used.output_tokens):
+                # a server that streams without usage (llama-cpp-python's): servers send a token
+                # per chunk, so the chunks count the output; the input stays uncounted
+                used.output_tokens = chunks
+            self.usage += used
+            self.response = _response_facts(response.llm_output, generations)
+
+
+#: The handlers of the enclosing `track_usage` scopes (innermost last).
+_sinks: contextvars.ContextVar[tuple[UsageCallback, ...]] = contextvars.ContextVar("magicore_usage", default=())
 
 
 @contextlib.contextmanager
 def track_usage():
     """Collect the usage of every `sample` call made inside the block, including calls in tasks
-    it spawns (they inherit the context).
+    it spawns (they inherit the context): each call adds the scopes' handlers to its callbacks.
 
         with track_usage() as used:
             await reward_model.ascore_steps(question, steps)
         print(used.llm_calls, used.input_tokens)
     """
-    usage = Usage()
-    token = _sinks.set(_sinks.get() + (usage,))
+    handler = UsageCallback()
+    token = _sinks.set(_sinks.get() + (handler,))
     try:
-        yield usage
+        yield handler.usage
     finally:
         _sinks.reset(token)
 
@@ -82,15 +125,47 @@ def track_usage():
 def charge_usage(used: Usage) -> None:
     """Count `used` in the enclosing `track_usage` scopes as if the calls had been made here
     (a replayed sample or a cached score charges what it cost when it was computed)."""
-    _record(used)
+    for handler in _sinks.get():
+        handler.usage += used
 
 
-def _record(used: Usage) -> None:
-    for sink in _sinks.get():
-        sink.llm_calls += used.llm_calls
-        sink.requests += used.requests
-        sink.input_tokens += used.input_tokens
-        sink.output_tokens += used.output_tokens
+def run_callbacks() -> Any:
+    """The callbacks of the LangChain/LangGraph run the caller is in (None outside any run).
+
+    Inside a LangGraph node the run's config sits in langchain-core's context variable (set by
+    LangGraph; graphs/compat.py sets it on Python 3.10), and its `callbacks` is the node's child
+    callback manager: a model call made with it becomes a child run of the node."""
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    return (var_child_runnable_config.get() or {}).get("callbacks")
+
+
+def _handlers(callbacks: Any) -> list:
+    if isinstance(callbacks, BaseCallbackManager):
+        return list(callbacks.handlers)
+    return list(callbacks or [])
+
+
+def _with_handlers(callbacks: Any, extra: list[BaseCallbackHandler]) -> Any:
+    """The run's callbacks plus magicore's own handlers (usage), for this call only."""
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()  # the same parent run, tags and metadata
+        for handler in extra:
+            manager.add_handler(handler, inherit=False)
+        return manager
+    return [*(callbacks or []), *extra]
+
+
+def _streams(callbacks: Any) -> bool:
+    """Whether a handler of the run asks chat models to stream (LangGraph's `messages` mode,
+    `astream_events`): langchain-core streams a call when such a handler is present."""
+    try:  # private, but what langchain-core itself checks (and LangGraph subclasses)
+        from langchain_core.tracers import _streaming
+    except ImportError:  # pragma: no cover - the module moved: assume streaming may happen
+        return True
+    kinds = tuple(getattr(_streaming, name) for name in ("_StreamingCallbackHandler", "_V2StreamingCallbackHandler")
+                  if hasattr(_streaming, name))  # fmt: skip
+    return any(isinstance(h, kinds) for h in _handlers(callbacks))
 
 
 @dataclass
@@ -205,12 +280,19 @@ def _usage(result_llm_output: dict | None, generations: list[ChatGeneration]) ->
 async def _request(model: BaseChatModel, messages: Messages, n: int, params: dict) -> tuple[list[Completion], Usage]:
     extra = params.pop("extra", None) or {}
     kwargs = {**_request_kwargs(model, n=n if n > 1 else None, **params), **extra}
+    callbacks = run_callbacks()
+    if (n > 1 or params.get("logprobs")) and _streams(callbacks):
+        # A stream carries one choice (an n=k answer would merge into one text) and a judge's
+        # logprobs are read from the whole answer: these calls are not streamed.
+        kwargs["stream"] = False
+    counter = UsageCallback()
+    callbacks = _with_handlers(callbacks, [counter, *_sinks.get()])
     messages = convert_to_messages(messages)
     async with await _semaphore(model):
         attributes = _chat_attributes(model, n, params) if telemetry.enabled() else None
         with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT, attributes=attributes) as span:
             try:
-                result = await model.agenerate([messages], **kwargs)
+                result = await model.agenerate([messages], callbacks=callbacks, **kwargs)
             except (asyncio.CancelledError, ModelError):  # a ModelError already says what happened
                 raise
             except Exception as error:  # every backend raises its own types; the user gets one sentence
@@ -218,15 +300,24 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
             generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
             if not generations:
                 raise ModelError(f"the model server at {model_label(model)} returned no completion")
-            used = _usage(result.llm_output, generations)
+            used = counter.usage
             completions = [_completion(g) for g in generations]
             link = telemetry.current_link()
             for c in completions:
                 c.metadata["span"] = link
             if span.is_recording():
-                _record_response(span, messages, completions, used)
-    _record(used)
+                _record_response(span, messages, completions, used, counter.response)
     return completions, used
+
+
+def _response_facts(llm_output: dict | None, generations: list[ChatGeneration]) -> dict[str, Any]:
+    """`gen_ai.response.id` and `gen_ai.response.model` when the server sent them (the callback
+    sees one request's own output; `agenerate`'s combined result drops the id)."""
+    output = llm_output or {}
+    metadata = generations[0].message.response_metadata or {}
+    response_id = output.get("id") or metadata.get("id")  # a streamed answer carries none
+    model = metadata.get("model_name") or output.get("model_name") or metadata.get("model")
+    return {"gen_ai.response.id": response_id, "gen_ai.response.model": model}
 
 
 def _chat_attributes(model: BaseChatModel, n: int, params: dict) -> dict[str, Any]:
@@ -246,8 +337,9 @@ def _chat_attributes(model: BaseChatModel, n: int, params: dict) -> dict[str, An
     }
 
 
-def _record_response(span, messages, completions: list[Completion], used: Usage) -> None:
+def _record_response(span, messages, completions: list[Completion], used: Usage, facts: dict[str, Any]) -> None:
     attributes: dict[str, Any] = {
+        **facts,
         "gen_ai.usage.input_tokens": used.input_tokens,
         "gen_ai.usage.output_tokens": used.output_tokens,
         "gen_ai.response.finish_reasons": [c.finish_reason or "unknown" for c in completions],

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from magicore.tools.errors import SetupError
 
-APP = Path(__file__).with_name("app.py")
-DEMO_FACTORY = "magicore.ui.app_demo:demo_model"
+APP = Path(__file__).with_name("app") / "main.py"
+DEMO_FACTORY = "magicore.ui.app.demo:demo_model"
 DEFAULT_QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -54,7 +54,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def app_env(args) -> dict[str, str]:
-    """The environment the app reads its defaults from (app_sidebar, app_store)."""
+    """The environment the app reads its defaults from (app/sidebar.py, app/store.py)."""
     env = dict(os.environ)
     if args.model:
         env["MAGICORE_MODEL"] = args.model
@@ -129,7 +129,7 @@ def run(args) -> int:
 
 
 def take_screenshot(args, env: dict[str, str]) -> int:
-    from magicore.ui.app_screenshot import screenshot
+    from magicore.ui.app.screenshot import screenshot
 
     port = args.port or free_port()
     with tempfile.TemporaryDirectory(prefix="magicore-ui-") as scratch:

@@ -12,6 +12,8 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from magicore.tools.run_sync import run_sync
+
 
 def chain_reward(orm: float, step_scores: Sequence[float]) -> float:
     """MAgICoRe's chain reward: the outcome score plus the product of the step scores.
@@ -21,17 +23,6 @@ def chain_reward(orm: float, step_scores: Sequence[float]) -> float:
     """
     prm = math.prod(step_scores) if step_scores else 0.0
     return float(orm) + float(prm)
-
-
-def _run_sync(coro):
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    raise RuntimeError(
-        "called a synchronous reward-model method inside a running event loop; "
-        "await the a-prefixed method (ascore_steps / ascore_outcome) instead"
-    )
 
 
 class RewardModel(ABC):
@@ -53,10 +44,10 @@ class RewardModel(ABC):
         """One score in [0, 1] for the whole solution."""
 
     def score_steps(self, question: str, steps: Sequence[str]) -> list[float]:
-        return _run_sync(self.ascore_steps(question, steps))
+        return run_sync(self.ascore_steps(question, steps))
 
     def score_outcome(self, question: str, solution: str) -> float:
-        return _run_sync(self.ascore_outcome(question, solution))
+        return run_sync(self.ascore_outcome(question, solution))
 
     async def ascore_steps_batch(self, question: str, chains: Sequence[Sequence[str]]) -> list[list[float]]:
         """Step scores of several chains of one question; backends that can batch override it."""

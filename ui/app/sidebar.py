@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from magicore.ui import app_tracing
+from magicore.ui.app import tracing as app_tracing
 
 FACTORY_ENV = "MAGICORE_UI_MODEL_FACTORY"
 METHOD_ENV = "MAGICORE_UI_METHOD"

@@ -4,7 +4,7 @@ checkpointer, one thread per conversation id.
 The chat graph has one node, `answer`, which runs the method graph (compiled without a
 checkpointer of its own) through `asolve` and returns the question and the reply together. A
 turn is therefore written whole or not at all: a stopped run leaves nothing behind but the
-"stopped" note `record` adds. Everything here runs on the UI's event loop (app_runner).
+"stopped" note `record` adds. Everything here runs on the UI's event loop (runner.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from langgraph.graph import END, START, StateGraph
 
 from magicore.graphs.compat import with_config_context
 from magicore.tools.errors import MagicoreError
-from magicore.ui.app_progress import Progress
+from magicore.ui.app.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def chat_graph(turn: Turn | None, checkpointer):
 
     async def answer(state: ChatState) -> dict:
         from magicore.graphs.api import asolve
-        from magicore.ui.app_tracing import untraced
+        from magicore.ui.app.tracing import untraced
 
         assert turn is not None, "a chat graph compiled without a turn cannot answer"
         writer, progress = get_stream_writer(), Progress()
@@ -97,11 +97,15 @@ def chat_graph(turn: Turn | None, checkpointer):
             progress.apply(event)
             writer(event)
 
+        def on_token(event: dict) -> None:  # the Solver's text as it is written: shown, not stored
+            if event.get("role") == "solver":
+                writer(event)
+
         tracing = untraced() if not turn.trace else contextlib.nullcontext()
         try:
             with tracing:
                 result = await asolve(state["question"], model=None, graph=turn.method_graph, session_id=thread_of(),
-                                      calibration=turn.calibration, on_event=on_event,
+                                      calibration=turn.calibration, on_event=on_event, on_token=on_token,
                                       run_config={"recursion_limit": turn.recursion_limit})  # fmt: skip
             reply = turn.reply("ok", progress, **result.to_json())
         except Exception as error:  # noqa: BLE001 - every failure becomes a readable chat message

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from magicore.ui.app_panel import md, render_panel
-from magicore.ui.app_progress import Progress
-from magicore.ui.app_tracing import trace_url
+from magicore.ui.app.panel import md, render_panel
+from magicore.ui.app.progress import Progress
+from magicore.ui.app.tracing import trace_url
 
 
 def route_text(reply: dict) -> str:
@@ -26,18 +26,46 @@ def status_label(reply: dict) -> str:
             "error": "Failed: progress so far"}.get(reply.get("status"), "Details")  # fmt: skip
 
 
+def vote_share(reply: dict) -> float | None:
+    """The winning answer's share of the final vote (its weight over all answers' weights)."""
+    votes = reply.get("votes") or {}
+    total = sum(float(v) for v in votes.values())
+    answer = reply.get("answer")
+    if answer is None or total <= 0 or str(answer) not in votes:
+        return None
+    return float(votes[str(answer)]) / total
+
+
+def role_costs(reply: dict) -> str:
+    """What each role cost: "solver 8 calls, 1,200 tokens · reward 24 calls, ..." (tokens in and out)."""
+    parts = []
+    for role, used in (reply.get("usage_by_role") or {}).items():
+        calls = int(used.get("llm_calls", 0))
+        tokens = int(used.get("input_tokens", 0)) + int(used.get("output_tokens", 0))
+        if calls:
+            parts.append(f"{role} {calls} call{'s' if calls != 1 else ''}, {tokens:,} tokens")
+    return " · ".join(parts)
+
+
 def render_answer(reply: dict) -> None:
     answer = reply.get("answer")
     if answer is None:
         st.warning("No answer: no chain stated a parsable final answer.")
     else:
-        st.metric("Answer", str(answer))
+        share = vote_share(reply)
+        left, right = st.columns([3, 1])
+        # keyed, so the page's answers can be told from the other numbers (the screenshot waits for one)
+        left.container(key=f"answer-{reply.get('turn') or id(reply)}").metric("Answer", str(answer))
+        if share is not None:
+            right.metric("Vote share", f"{share:.0%}", help="the answer's weight in the final vote over all answers'")
     method = reply.get("method_label") or reply.get("method")
     st.markdown(
         f"**Method** {method} &nbsp;·&nbsp; **Route** {route_text(reply)} &nbsp;·&nbsp; **Cost** "
         f"{reply.get('llm_calls', 0)} LLM calls, {reply.get('input_tokens', 0):,} input + "
         f"{reply.get('output_tokens', 0):,} output tokens, {reply.get('seconds', 0.0):.1f} s"
     )
+    if costs := role_costs(reply):
+        st.caption(f"Cost by role: {costs}")
     details = [f"model `{reply.get('model')}`"]
     if reply.get("reward"):
         details.append(f"reward `{reply['reward']}`")

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from magicore.ui.app_progress import FINAL, SAMPLES, TABLE, Progress
+from magicore.ui.app.progress import FINAL, SAMPLES, TABLE, WRITING, Progress
 
 # Excel's red-yellow-green scale: 0 (surely wrong) .. 1 (surely right)
 _LOW, _MID, _HIGH = (248, 105, 107), (255, 235, 132), (99, 190, 123)
@@ -53,6 +53,12 @@ def candidates_frame(candidates: list[dict], *, scored: bool) -> pd.DataFrame:
 def render_samples(p: Progress) -> None:
     k = max(p.k, 1)
     st.progress(min(p.drawn / k, 1.0), text=f"Samples drawn: {p.drawn} of {k}")
+
+
+def writing_text(p: Progress) -> str:
+    """The samples the Solver is writing, as they are written (servers answering one sample per
+    request stream; a server honouring n=k answers all at once), each under its own header."""
+    return "\n\n".join(f"--- Writing sample {p.drawn + i + 1}…\n{text[-1200:]}" for i, text in enumerate(p.writing.values()))
 
 
 def render_table(p: Progress) -> None:
@@ -171,19 +177,28 @@ def render_panel(p: Progress) -> None:
 
 
 class LivePanel:
-    """Placeholders in page order; `update` redraws the sections named in `dirty`."""
+    """Placeholders in page order inside `parent` (the status container); `update` redraws the
+    sections named in `dirty`. Made with the parent's own methods, not inside `with parent:`:
+    leaving a status container's block marks it complete."""
 
-    def __init__(self) -> None:
-        self._samples = st.empty()
-        self._table = st.empty()
-        self._timeline = st.container()
+    def __init__(self, parent) -> None:
+        self.timer = parent.empty()
+        self._samples = parent.empty()
+        self._writing = parent.empty()
+        self._table = parent.empty()
+        self._timeline = parent.container()
         self._blocks: list = []
-        self._final = st.empty()
+        self._final = parent.empty()
 
     def update(self, p: Progress, dirty: set[str]) -> None:
         if SAMPLES in dirty:
             with self._samples.container():
                 render_samples(p)
+        if WRITING in dirty:  # one element, replaced whole: a shorter list leaves no stale blocks behind
+            if p.writing:
+                self._writing.code(writing_text(p), language=None, wrap_lines=True)
+            else:
+                self._writing.empty()
         if TABLE in dirty:
             with self._table.container():
                 render_table(p)

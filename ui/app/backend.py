@@ -13,14 +13,14 @@ import streamlit as st
 from langchain_core.language_models import BaseChatModel
 
 from magicore.tools.errors import InputError
-from magicore.ui.app_runner import LoopThread
-from magicore.ui.app_sidebar import METHOD_LABELS, Settings
-from magicore.ui.app_store import Turn
+from magicore.ui.app.runner import LoopThread
+from magicore.ui.app.sidebar import METHOD_LABELS, Settings
+from magicore.ui.app.store import Turn
 
 
 @st.cache_resource(show_spinner=False)
 def ui_loop() -> LoopThread:
-    """The event loop every run of this server process uses (see app_runner)."""
+    """The event loop every run of this server process uses (see runner.py)."""
     return LoopThread()
 
 

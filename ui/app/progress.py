@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SAMPLES, TABLE, FINAL = "samples", "table", "final"
+SAMPLES, TABLE, WRITING, FINAL = "samples", "table", "writing", "final"
 
 
 def _row(view: dict) -> dict:
@@ -28,27 +28,45 @@ class Progress:
     pool_size: int = 0
     blocks: list[dict] = field(default_factory=list)  # the timeline: route decisions and rounds
     final: dict | None = None
+    #: the Solver's samples being written, by model call (token events; not stored)
+    writing: dict[str, str] = field(default_factory=dict)
 
     def apply(self, event: dict) -> set[str]:
         """Fold one event in; returns the keys of the sections to redraw."""
         handler = getattr(self, f"_on_{event.get('type')}", None)
         return handler(event) if handler else set()
 
+    def _on_token(self, e: dict) -> set[str]:
+        """Text the Solver is writing (streamed model calls: one request per sample)."""
+        if e.get("role") != "solver" or self.scored_round is not None:
+            return set()
+        call = str(e.get("call"))
+        self.writing[call] = self.writing.get(call, "") + str(e.get("text") or "")
+        return {WRITING}
+
     def _on_chain(self, e: dict) -> set[str]:
         self.k = max(self.k, int(e.get("k") or 1))
         self.drawn += 1
+        done = next((call for call, text in self.writing.items() if text.strip() == str(e.get("text", "")).strip()),
+                    None)  # fmt: skip
+        dirty = {SAMPLES}
+        if done is not None:  # the sample is written: it moves to the table
+            del self.writing[done]
+            dirty.add(WRITING)
         if self.scored_round is None:
             self.candidates.append(_row(e))
-            return {SAMPLES, TABLE}
-        return {SAMPLES}
+            dirty.add(TABLE)
+        return dirty
 
     def _on_scores(self, e: dict) -> set[str]:
+        writing = {WRITING} if self.writing else set()
+        self.writing.clear()
         rows, number = [_row(v) for v in e.get("pool") or []], int(e.get("round") or 0)
         self.pool_size = len(rows)
         self.reward_name = e.get("reward")
         if self.scored_round is None:  # the samples' scores: the table at the top
             self.candidates, self.scored_round = rows, number
-            return {TABLE}
+            return {TABLE, *writing}
         return self._append({"kind": "pool", "round": number, "rows": rows})  # a later round's pool
 
     def _on_route(self, e: dict) -> set[str]:
@@ -115,7 +133,9 @@ class Progress:
         return {f"block:{len(self.blocks) - 1}"}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["writing"]  # what was being written is in the chains once they are done
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Progress:

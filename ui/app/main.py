@@ -1,9 +1,9 @@
 """magicore's chat app (Streamlit): ask a question, watch the Solver, the reward models, the
 Reviewer and the Refiner at work, get the answer with its route and cost.
 
-Run it with `magicore ui` (or `streamlit run ui/app.py`). The conversation id in the address
+Run it with `magicore ui` (or `streamlit run ui/app/main.py`). The conversation id in the address
 (`?c=...`) names a thread of the SQLite checkpointer, so a reload keeps the history. Runs go to
-one event loop per server process (app_runner); any rerun of this script while a run is in
+one event loop per server process (ui/app/runner.py); any rerun of this script while a run is in
 flight (the Stop button, a new question, a closed tab) cancels the run.
 """
 
@@ -18,7 +18,7 @@ import streamlit as st
 
 # Only light modules here: the page and its chat input show before langgraph, langchain and
 # pandas are imported (main() imports them after drawing the input).
-from magicore.ui.app_sidebar import Settings, render_conversation, render_sidebar
+from magicore.ui.app.sidebar import Settings, render_conversation, render_sidebar
 
 POLL_SECONDS = 0.1
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -70,11 +70,11 @@ def answer_live(question: str, settings: Settings, thread_id: str, store) -> Non
 
 
 def _answer_live(question: str, settings: Settings, thread_id: str, store) -> None:
-    from magicore.ui.app_backend import prepare_turn, ui_loop
-    from magicore.ui.app_messages import render_outcome, status_label
-    from magicore.ui.app_panel import LivePanel, md
-    from magicore.ui.app_progress import Progress
-    from magicore.ui.app_store import Turn, describe
+    from magicore.ui.app.backend import prepare_turn, ui_loop
+    from magicore.ui.app.messages import render_outcome, status_label
+    from magicore.ui.app.panel import LivePanel, md
+    from magicore.ui.app.progress import Progress
+    from magicore.ui.app.store import Turn, describe
 
     loop = ui_loop()
     turn, run, progress, started = Turn(question), None, Progress(), time.monotonic()
@@ -92,9 +92,12 @@ def _answer_live(question: str, settings: Settings, thread_id: str, store) -> No
                 return
             stop = st.empty()
             stop.button("Stop", icon=":material/stop_circle:", key="stop", help="Cancel this run")
-            status = st.status("Solving…", expanded=True)
-            with status:
-                panel = LivePanel()
+            # Open and running until the answer. The status is never entered as a `with` block
+            # (leaving it marks the status complete) and its label is not updated while the
+            # run goes on (an update without `expanded` folds it): the elapsed time is a line
+            # inside the panel.
+            status = st.status("Solving…", expanded=True, state="running")
+            panel = LivePanel(status)
             started = time.monotonic()
             run = loop.start(lambda emit: store.run_turn(thread_id, turn, emit))
             while True:
@@ -105,10 +108,11 @@ def _answer_live(question: str, settings: Settings, thread_id: str, store) -> No
                 if dirty:
                     panel.update(progress, dirty)
                 # every Streamlit call is where a rerun (Stop, a new question) interrupts us
-                status.update(label=f"Solving… {time.monotonic() - started:.1f} s")
+                panel.timer.caption(f"Working for {time.monotonic() - started:.1f} s")
                 if finished:
                     break
             stop.empty()
+            panel.timer.empty()
             try:
                 reply = run.result()
             except Exception as error:  # noqa: BLE001 - the store itself failed (disk full, locked...)
@@ -136,9 +140,9 @@ def main() -> None:
     # pinned to the bottom of the page wherever it is called: drawn first, so it shows at once
     question = st.chat_input("Ask a question (a word problem, a math problem, a multiple-choice question)")
 
-    from magicore.ui.app_backend import ui_loop
-    from magicore.ui.app_messages import render_message
-    from magicore.ui.app_store import DB_NAME, ConversationStore, data_dir, describe
+    from magicore.ui.app.backend import ui_loop
+    from magicore.ui.app.messages import render_message
+    from magicore.ui.app.store import DB_NAME, ConversationStore, data_dir, describe
 
     store = ConversationStore(data_dir() / DB_NAME)
     wait_for_stopped_run()

@@ -19,7 +19,7 @@ CHROME_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )  # fmt: skip
-ANSWER = '[data-testid="stChatMessage"] [data-testid="stMetricValue"]'
+ANSWER = '[data-testid="stChatMessage"] [class*="st-key-answer-"] [data-testid="stMetricValue"]'
 ERROR = '[data-testid="stChatMessage"] [data-testid="stAlertContentError"]'
 
 
