@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -77,6 +78,18 @@ class WorkerPool:
         self.max_replacements = max(3, 2 * size)
         for slot in range(size):
             self.actors.append(self._spawn(slot))
+
+    async def ready(self) -> float:
+        """Wait until every worker has started (imported magicore, built its models); the seconds it took."""
+        ray = _ray()
+        started = time.perf_counter()
+        try:
+            await asyncio.gather(*(asyncio.wrap_future(a.start.remote().future()) for a in self.actors))
+        except ray.exceptions.RayError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise MagicoreError(f"the Ray workers could not start ({first}); is magicore installed on every "
+                                "node, in the same Python version?") from None  # fmt: skip
+        return time.perf_counter() - started
 
     def _spawn(self, slot: int):
         name = f"{WORKER_PREFIX}-{slot}" + (f".{self.generation[slot]}" if self.generation[slot] else "")
@@ -195,9 +208,10 @@ async def run_bench_ray(
     ray = _ray()
     size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     pool = WorkerPool(specs, settings.config_values(), size, log)
-    log(f"ray: {size} worker(s), {settings.concurrency} problem(s) at a time each")
     results: dict[str, dict[str, dict]] = {}
     try:
+        seconds = await pool.ready()
+        log(f"ray: {size} worker(s) ready in {seconds:.1f} s, {settings.concurrency} problem(s) at a time each")
         for method in settings.methods:
             done = load_results(out, method)
             todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]

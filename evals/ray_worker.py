@@ -51,6 +51,11 @@ class BenchWorker:
     async def pid(self) -> int:
         return os.getpid()
 
+    async def start(self) -> int:
+        """Build the models (imports included) before the first problem; the process id."""
+        self._roles()
+        return os.getpid()
+
     def _roles(self):
         if self._models is None:
             from magicore.agents.backends import chat_model, resolve_spec

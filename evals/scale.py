@@ -6,7 +6,8 @@ latency. Every problem is Self-Consistency with one n=k request, so a problem co
 the critical path is ceil(problems / slots) x latency, where slots = the requests that can be
 in flight at once = min(problems at a time, replicas x per-server bound), times the workers
 (each worker has its own bounds). Client CPU per request is the engine processes' CPU time
-(driver and workers) divided by the requests sent.
+(driver and workers) divided by the requests sent. Ray workers' start (a fresh process imports
+magicore and LangChain) is reported apart and left out of the wall time and the CPU.
 
     python -m magicore.evals.scale --problems 64 --latency 0.2 --bound 4 --concurrency 16
 """
@@ -92,7 +93,7 @@ def run_once(engine: str, urls: list[str], args, workers: int = 1) -> dict:
     spec = f"vllm:mock-model@{','.join(urls)}"
     settings = BenchSettings(dataset="scale", methods=["sc"], k=args.k, model=spec, reward="const:0.5",
                              concurrency=args.concurrency)  # fmt: skip
-    model = chat_model(parse_spec(spec), max_concurrency=args.bound, timeout=60)
+    model = chat_model(parse_spec(spec), timeout=60)  # the bound: $MAGICORE_MAX_CONCURRENCY, set in main
     items = problems(args.problems)
     with tempfile.TemporaryDirectory() as out:
         cpu0 = _cpu_seconds()
@@ -100,26 +101,34 @@ def run_once(engine: str, urls: list[str], args, workers: int = 1) -> dict:
         if engine == "local":
             results = asyncio.run(run_bench(items, settings, Models(model, reward="const:0.5"), out,
                                             progress=False, log=lambda _t: None))  # fmt: skip
-            worker_cpu = 0.0
+            worker_cpu, start_seconds = 0.0, 0.0
         else:
             from magicore.evals.bench_ray import WorkerPool, run_bench_ray
             from magicore.evals.ray_worker import WorkerSpecs
 
             holder: dict = {}
-            shutdown = WorkerPool.shutdown
+            ready, shutdown = WorkerPool.ready, WorkerPool.shutdown
 
-            def measure_then_shutdown(pool):  # the workers' CPU before they are stopped
+            async def measure_ready(pool):  # worker start (a fresh process imports magicore) is apart
+                seconds = await ready(pool)
+                holder["ready_at"], holder["cpu_at_ready"] = time.perf_counter(), _ray_cpu_seconds()
+                holder["cpu_self_at_ready"] = _cpu_seconds()
+                return seconds
+
+            def measure_shutdown(pool):  # the workers' CPU before they are stopped
                 holder["cpu"] = _ray_cpu_seconds()
                 shutdown(pool)
 
-            WorkerPool.shutdown = measure_then_shutdown
+            WorkerPool.ready, WorkerPool.shutdown = measure_ready, measure_shutdown
             try:
                 results = asyncio.run(run_bench_ray(items, settings, Models(model, reward="const:0.5"),
                                                     WorkerSpecs(spec, "const:0.5", timeout=60), out, workers=workers,
                                                     progress=False, log=lambda _t: None))  # fmt: skip
             finally:
-                WorkerPool.shutdown = shutdown
-            worker_cpu = holder["cpu"]
+                WorkerPool.ready, WorkerPool.shutdown = ready, shutdown
+            worker_cpu = holder["cpu"] - holder["cpu_at_ready"]
+            start_seconds = holder["ready_at"] - started
+            started, cpu0 = holder["ready_at"], holder["cpu_self_at_ready"]
         wall = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu0 + worker_cpu
     records = results["sc"].values()
@@ -127,7 +136,7 @@ def run_once(engine: str, urls: list[str], args, workers: int = 1) -> dict:
     requests = sum(r["requests"] for r in records)
     slots = min(args.concurrency, len(urls) * args.bound) * workers
     critical = math.ceil(args.problems / slots) * args.latency
-    return {"wall": wall, "critical": critical, "cpu_ms_per_request": 1000 * cpu / requests}
+    return {"wall": wall, "critical": critical, "cpu_ms_per_request": 1000 * cpu / requests, "start": start_seconds}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--endpoints", default="1,2,4")
     parser.add_argument("--ray-workers", default="1,2", help="'' to skip Ray")
     args = parser.parse_args(argv)
+    os.environ["MAGICORE_MAX_CONCURRENCY"] = str(args.bound)  # before Ray starts: its workers inherit it
     endpoints = [int(x) for x in args.endpoints.split(",") if x]
     workers = [int(x) for x in args.ray_workers.split(",") if x]
     procs, urls = start_replicas(max(endpoints), args.latency)
@@ -156,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
             wall = statistics.median(r["wall"] for r in runs)
             critical = runs[0]["critical"]
             cpu = statistics.median(r["cpu_ms_per_request"] for r in runs)
-            rows.append((engine, w if engine == "ray" else "-", e, wall, critical, args.problems / wall, cpu))
+            start = statistics.median(r["start"] for r in runs)
+            rows.append((engine, w if engine == "ray" else "-", e, wall, critical, args.problems / wall, cpu, start))
             print(f"{engine} workers={w} endpoints={e}: wall {wall:.2f} s, critical {critical:.2f} s", file=sys.stderr)
     finally:
         for p in procs:
@@ -164,11 +175,12 @@ def main(argv: list[str] | None = None) -> None:
             p.wait(10)
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs; "
           f"median of {args.repeat} runs")
-    print("| engine | Ray workers | endpoints | wall (s) | critical path (s) | wall / critical | problems/s | "
-          "client CPU per request (ms) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for engine, w, e, wall, critical, rate, cpu in rows:
-        print(f"| {engine} | {w} | {e} | {wall:.2f} | {critical:.2f} | {wall / critical:.2f}x | {rate:.1f} | {cpu:.2f} |")
+    print("| engine | Ray workers | endpoints | worker start (s) | wall after start (s) | critical path (s) | "
+          "wall / critical | problems/s | client CPU per request (ms) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for engine, w, e, wall, critical, rate, cpu, start in rows:
+        print(f"| {engine} | {w} | {e} | {start:.1f} | {wall:.2f} | {critical:.2f} | {wall / critical:.2f}x | "
+              f"{rate:.1f} | {cpu:.2f} |")
 
 
 if __name__ == "__main__":
