@@ -50,6 +50,8 @@ def _ray():
 def start_ray(address: str | None, log: Callable[[str], None]) -> bool:
     """Connect to the cluster at `address`, or start a local Ray instance; True if started here."""
     ray = _ray()
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     env = {k: v for k, v in os.environ.items() if k.startswith("MAGICORE_") or k in FORWARDED_ENV}
@@ -57,10 +59,25 @@ def start_ray(address: str | None, log: Callable[[str], None]) -> bool:
         ray.init(address=address, runtime_env={"env_vars": env} if env else None, logging_level="WARNING",
                  log_to_driver=False, configure_logging=True)  # fmt: skip
     except ConnectionError as error:
-        raise InputError(f"cannot connect to the Ray cluster at {address}: {error}") from None
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token here (docs/scale.md)")
+        raise InputError(f"cannot connect to the Ray cluster at {address}: {error}{hint}") from None
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     log(f"ray: {len(nodes)} node(s), {int(ray.cluster_resources().get('CPU', 0))} CPU(s)")
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at HOST:PORT."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray://... : Ray's own rules
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
 
 
 class WorkerPool:
@@ -68,9 +85,14 @@ class WorkerPool:
 
     def __init__(self, specs: WorkerSpecs, config_values: dict, size: int, log: Callable[[str], None]):
         ray = _ray()
-        # No CPU reserved: the work is waiting on model servers, so a worker must not block
-        # scheduling of others; SPREAD puts workers on different nodes where there are several.
-        self._remote = ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")(BenchWorker)
+        # One CPU per worker while the cluster has that many, else an equal share: reserving
+        # CPUs is what makes Ray place workers on every node (SPREAD alone with no resources
+        # may pack them on one), and a share keeps more workers than CPUs from waiting forever.
+        # A worker that replaces a dead one reserves none: the CPU it would wait for may have
+        # gone with the dead worker's node.
+        total = float(ray.cluster_resources().get("CPU", 1.0))
+        self.cpus = min(1.0, int(100 * total / size) / 100) or 0.01
+        self._remote = ray.remote(max_restarts=0, scheduling_strategy="SPREAD")(BenchWorker)
         self.specs, self.config_values, self.log = specs, config_values, log
         self.actors: list = []
         self.generation = [0] * size
@@ -79,21 +101,23 @@ class WorkerPool:
         for slot in range(size):
             self.actors.append(self._spawn(slot))
 
-    async def ready(self) -> float:
-        """Wait until every worker has started (imported magicore, built its models); the seconds it took."""
+    async def ready(self) -> tuple[float, int]:
+        """Wait until every worker has started (imported magicore, built its models): the seconds
+        it took and the number of nodes they run on."""
         ray = _ray()
         started = time.perf_counter()
         try:
-            await asyncio.gather(*(asyncio.wrap_future(a.start.remote().future()) for a in self.actors))
+            nodes = await asyncio.gather(*(asyncio.wrap_future(a.start.remote().future()) for a in self.actors))
         except ray.exceptions.RayError as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise MagicoreError(f"the Ray workers could not start ({first}); is magicore installed on every "
                                 "node, in the same Python version?") from None  # fmt: skip
-        return time.perf_counter() - started
+        return time.perf_counter() - started, len(set(nodes))
 
     def _spawn(self, slot: int):
         name = f"{WORKER_PREFIX}-{slot}" + (f".{self.generation[slot]}" if self.generation[slot] else "")
-        return self._remote.options(name=name).remote(self.specs, self.config_values)
+        cpus = 0 if self.generation[slot] else self.cpus
+        return self._remote.options(name=name, num_cpus=cpus).remote(self.specs, self.config_values)
 
     def replace(self, slot: int, dead) -> None:
         """Put a new worker in `slot` unless that happened already for this dead one."""
@@ -210,8 +234,9 @@ async def run_bench_ray(
     pool = WorkerPool(specs, settings.config_values(), size, log)
     results: dict[str, dict[str, dict]] = {}
     try:
-        seconds = await pool.ready()
-        log(f"ray: {size} worker(s) ready in {seconds:.1f} s, {settings.concurrency} problem(s) at a time each")
+        seconds, nodes = await pool.ready()
+        log(f"ray: {size} worker(s) on {nodes} node(s) ready in {seconds:.1f} s, "
+            f"{settings.concurrency} problem(s) at a time each")  # fmt: skip
         for method in settings.methods:
             done = load_results(out, method)
             todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]

@@ -51,10 +51,12 @@ class BenchWorker:
     async def pid(self) -> int:
         return os.getpid()
 
-    async def start(self) -> int:
-        """Build the models (imports included) before the first problem; the process id."""
+    async def start(self) -> str:
+        """Build the models (imports included) before the first problem; the id of the Ray node."""
+        import ray
+
         self._roles()
-        return os.getpid()
+        return ray.get_runtime_context().get_node_id()
 
     def _roles(self):
         if self._models is None:

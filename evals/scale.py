@@ -110,10 +110,10 @@ def run_once(engine: str, urls: list[str], args, workers: int = 1) -> dict:
             ready, shutdown = WorkerPool.ready, WorkerPool.shutdown
 
             async def measure_ready(pool):  # worker start (a fresh process imports magicore) is apart
-                seconds = await ready(pool)
+                answer = await ready(pool)
                 holder["ready_at"], holder["cpu_at_ready"] = time.perf_counter(), _ray_cpu_seconds()
                 holder["cpu_self_at_ready"] = _cpu_seconds()
-                return seconds
+                return answer
 
             def measure_shutdown(pool):  # the workers' CPU before they are stopped
                 holder["cpu"] = _ray_cpu_seconds()

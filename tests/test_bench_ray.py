@@ -167,3 +167,18 @@ def test_cli_bench_engine_ray(tmp_path, local_ray, capsys):
 def test_ray_options_without_the_ray_engine_are_a_usage_error(tmp_path, capsys):
     assert main(["bench", "--out", str(tmp_path), "--workers", "2"]) == 1
     assert "--address and --workers apply to --engine ray only" in capsys.readouterr().err
+
+
+def test_an_unreachable_ray_address_is_one_sentence(tmp_path, capsys):
+    from tests.test_replicas import free_port
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "svamp.json").write_text(json.dumps([{"ID": "c1", "Body": "Tom has 1 apple.", "Question": "How many?",
+                                                  "Equation": "( 1 )", "Answer": 1.0, "Type": "Addition"}]))  # fmt: skip
+    with MockServer(MockSettings()) as server:
+        code = main(["bench", "--dataset", "svamp", "--data", str(data), "--methods", "sc", "--model",
+                     f"mock@{server.base_url}", "--out", str(tmp_path / "o"), "--engine", "ray",
+                     "--address", f"127.0.0.1:{free_port()}"])  # fmt: skip
+    assert code == 1
+    assert capsys.readouterr().err.strip().startswith("magicore: error: cannot reach the Ray cluster at 127.0.0.1:")
