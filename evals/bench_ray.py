@@ -48,7 +48,8 @@ def _ray():
 
 
 def start_ray(address: str | None, log: Callable[[str], None]) -> bool:
-    """Connect to the cluster at `address`, or start a local Ray instance; True if started here."""
+    """Connect to the cluster at `address` ("auto": the one `ray start` began on this machine),
+    or start a new local Ray instance; True if started here."""
     ray = _ray()
     if address:
         _check_reachable(address)
@@ -56,7 +57,7 @@ def start_ray(address: str | None, log: Callable[[str], None]) -> bool:
         return False
     env = {k: v for k, v in os.environ.items() if k.startswith("MAGICORE_") or k in FORWARDED_ENV}
     try:
-        ray.init(address=address, runtime_env={"env_vars": env} if env else None, logging_level="WARNING",
+        ray.init(address=address or "local", runtime_env={"env_vars": env} if env else None, logging_level="WARNING",
                  log_to_driver=False, configure_logging=True)  # fmt: skip
     except ConnectionError as error:
         hint = "" if os.environ.get("RAY_AUTH_MODE") else (

@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         if workers:
             import ray
 
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=False)  # fmt: skip
         for engine, e, w in configs:
             runs = [run_once(engine, urls[:e], args, w) for _ in range(args.repeat)]
             wall = statistics.median(r["wall"] for r in runs)

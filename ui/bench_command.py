@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="local: this process (default); ray: Ray workers, needs magicore[ray] (docs/scale.md)")
     parser.add_argument("--address", metavar="ADDR",
-                        help="the Ray cluster to join, e.g. 10.0.0.1:6379 (default: a local Ray instance)")
+                        help="the Ray cluster to join: HOST:PORT of its head, or auto (default: a new local Ray instance)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="Ray workers, each running --concurrency problems at a time (default: the cluster's CPUs)")
     parser.add_argument("--retry-errors", action="store_true", help="run again the problems that ended in an error")
