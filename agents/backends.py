@@ -163,7 +163,9 @@ def chat_model(
     The embedded backend starts its local server on first use and shares it between all models
     made here; it stops when the process exits. `metadata` on the returned model carries
     `magicore_provider`, `magicore_spec` and `magicore_max_concurrency`, which the rest of
-    magicore reads.
+    magicore reads; a spec with several URLs adds `magicore_replicas` and
+    `magicore_replica_concurrency` (the bound per replica; `magicore_max_concurrency` is then
+    that bound times the replicas).
 
     Args:
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
