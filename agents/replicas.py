@@ -184,7 +184,7 @@ async def post_to_replicas(model, payload: dict) -> dict:
 
     pool = pool_for(model)
     state = await pool.loop_state()
-    body, headers, timeout, attempts = transport._request_parts(model, payload)
+    body, headers, timeout, attempts = transport.request_parts(model, payload)
     session = await transport._shared_session()
     rounds, avoid = 0, set()
     last: BaseException | None = None

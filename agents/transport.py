@@ -102,7 +102,7 @@ def _timeout_seconds(timeout) -> float | None:
     return float(max(values)) if values else None
 
 
-def _request_parts(model: ChatOpenAI, payload: dict) -> tuple[bytes, dict, object, int]:
+def request_parts(model: ChatOpenAI, payload: dict) -> tuple[bytes, dict, object, int]:
     """The body, headers, aiohttp timeout and number of attempts of a chat completion request."""
     import aiohttp
 
@@ -148,7 +148,7 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
     import aiohttp
 
     url = f"{str(model.openai_api_base).rstrip('/')}/chat/completions"
-    body, headers, timeout, attempts = _request_parts(model, payload)
+    body, headers, timeout, attempts = request_parts(model, payload)
     session = await _shared_session()
     for attempt in range(attempts):
         last = attempt == attempts - 1

@@ -275,7 +275,7 @@ async def _simple(pool, method, todo, sink, per_worker, progress, calibration) -
 
 
 async def _magicore_batch(pool, problems, todo, settings, models, out, sink, progress, log) -> None:
-    from magicore.evals.bench_magicore import sqlite_checkpointer
+    from magicore.graphs.checkpoint import sqlite_checkpointer
     from magicore.graphs.api import result_from_state
     from magicore.graphs.build import build_graph, resolve_reward
 
