@@ -28,7 +28,14 @@ from magicore.evals.bench import CALIBRATION_MODES, BenchSettings, Models, prepa
 from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path, write_json_atomic
 from magicore.evals.datasets import Problem
 from magicore.evals.progress import ProgressBar
-from magicore.evals.ray_worker import PAUSE_BEFORE, PAUSED_AFTER, BenchWorker, WorkerSpecs, thread_config
+from magicore.evals.ray_worker import (
+    PAUSE_BEFORE,
+    BenchWorker,
+    WorkerSpecs,
+    export_checkpoint,
+    import_checkpoint,
+    thread_config,
+)
 from magicore.graphs.state import Calibration
 from magicore.tools.errors import InputError, MagicoreError, SetupError
 
@@ -289,7 +296,7 @@ async def _magicore_batch(pool, problems, todo, settings, models, out, sink, pro
         store = build_graph("magicore", model=models.model, reviewer_model=models.reviewer_model,
                             refiner_model=models.refiner_model, reward=reward, config=settings.method_config(),
                             checkpointer=saver, interrupt_before=[PAUSE_BEFORE], saved_calibration=False)  # fmt: skip
-        paused: dict[str, dict] = {}
+        paused: set[str] = set()
         phase1: list[Problem] = []
         for problem in todo:
             state, finished = await _saved_state(store, thread_config(problem))
@@ -297,7 +304,7 @@ async def _magicore_batch(pool, problems, todo, settings, models, out, sink, pro
                 result = result_from_state(problem.question, "magicore", state, spent.get(problem.id, 0.0))
                 sink.append(make_record(problem, "magicore", result, None))
             elif state is not None:
-                paused[problem.id] = state
+                paused.add(problem.id)
             else:
                 phase1.append(problem)
 
@@ -312,10 +319,8 @@ async def _magicore_batch(pool, problems, todo, settings, models, out, sink, pro
                 if reply["first"] is not None and problem.id not in known:
                     chains_log.append(reply["first"])
                     known[problem.id] = reply["first"]
-                config = thread_config(problem)
-                await saver.adelete_thread(config["configurable"]["thread_id"])
-                await store.aupdate_state(config, reply["values"], as_node=PAUSED_AFTER)
-                paused[problem.id] = reply["values"]
+                await import_checkpoint(saver, thread_config(problem), reply["saved"])
+                paused.add(problem.id)
             bar.update()
 
         async def lost1(problem, why):
@@ -340,8 +345,10 @@ async def _magicore_batch(pool, problems, todo, settings, models, out, sink, pro
         async def lost2(problem, why):
             await finished(problem, make_record(problem, "magicore", None, None, MagicoreError(why)))
 
+        saved = {p.id: await export_checkpoint(saver, thread_config(p)) for p in remaining}
+
         def call(worker, problem):
-            return worker.phase2.remote(problem, paused[problem.id], cal, spent.get(problem.id, 0.0))
+            return worker.phase2.remote(problem, saved[problem.id], cal, spent.get(problem.id, 0.0))
 
         try:
             await dispatch(pool, remaining, call, finished, lost2, settings.concurrency)
@@ -350,8 +357,9 @@ async def _magicore_batch(pool, problems, todo, settings, models, out, sink, pro
 
 
 async def _saved_state(store, config: dict) -> tuple[dict | None, bool]:
-    """(state, finished) of a problem's thread: its finished state, its state paused before
-    "route" (phase 2 begun in an earlier run starts again from there), or (None, False)."""
+    """(state, finished) of a problem's thread: its finished state; its state paused before
+    "route" (phase 2 begun in an earlier run is rolled back to that checkpoint, so that the
+    thread's latest checkpoint is the paused one); or (None, False) when phase 1 must run."""
     snapshot = await store.aget_state(config)
     values = snapshot.values
     if not values:
@@ -363,6 +371,8 @@ async def _saved_state(store, config: dict) -> tuple[dict | None, bool]:
     if values.get("route"):
         async for past in store.aget_state_history(config):
             if past.next == (PAUSE_BEFORE,) and not past.values.get("route"):
+                saved = await export_checkpoint(store.checkpointer, past.config)
+                await import_checkpoint(store.checkpointer, config, saved)
                 return past.values, False
     return None, False
 

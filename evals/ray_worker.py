@@ -18,8 +18,8 @@ from magicore.evals.bench_store import make_record
 from magicore.evals.datasets import Problem
 from magicore.graphs.state import Calibration
 
-#: MAgICoRe's batch run pauses before this node; the paused state is the one "aggregate" leaves.
-PAUSE_BEFORE, PAUSED_AFTER = "route", "aggregate"
+#: MAgICoRe's batch run pauses before this node.
+PAUSE_BEFORE = "route"
 
 
 @dataclass
@@ -122,14 +122,15 @@ class BenchWorker:
             return make_record(problem, method, None, time.perf_counter() - started, error)
 
     async def phase1(self, problem: Problem) -> dict:
-        """MAgICoRe up to just before "route": {"values", "first", "seconds"} or {"error": record}."""
+        """MAgICoRe up to just before "route": {"saved": the paused checkpoint, "first": the
+        first chain's entry, "seconds"}, or {"error": record}."""
         from magicore.evals.bench_magicore import first_chain
         from magicore.graphs.routing import reward as chain_reward
 
         started = time.perf_counter()
+        config = thread_config(problem)
         try:
             graph = self._graph("magicore", pause=True)
-            config = thread_config(problem)
             await _stream(graph, {"question": problem.question}, config)
             seconds = time.perf_counter() - started
             chain = await first_chain(graph, config)
@@ -137,21 +138,23 @@ class BenchWorker:
             if chain is not None:
                 first = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
                          "step_scores": chain.step_scores, "answer": chain.answer, "seconds": round(seconds, 3)}  # fmt: skip
-            values = (await graph.aget_state(config)).values
-            await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
-            return {"values": values, "first": first, "seconds": seconds}
+            return {"saved": await export_checkpoint(graph.checkpointer, config), "first": first, "seconds": seconds}
         except Exception as error:
             return {"error": make_record(problem, "magicore", None, time.perf_counter() - started, error)}
+        finally:
+            await self._graph("magicore", pause=True).checkpointer.adelete_thread(config["configurable"]["thread_id"])
 
-    async def phase2(self, problem: Problem, values: dict, calibration: Calibration, spent: float) -> dict:
-        """MAgICoRe from the paused state with the batch calibration, to the end: the record."""
+    async def phase2(self, problem: Problem, saved: dict, calibration: Calibration, spent: float) -> dict:
+        """MAgICoRe from its paused checkpoint with the batch calibration, to the end, exactly as
+        the local engine resumes it: the record."""
         from magicore.graphs.api import result_from_state
 
         started = time.perf_counter()
         config = thread_config(problem)
+        graph = self._graph("magicore")
         try:
-            graph = self._graph("magicore")
-            await graph.aupdate_state(config, {**values, "calibration": calibration}, as_node=PAUSED_AFTER)
+            await import_checkpoint(graph.checkpointer, config, saved)
+            await graph.aupdate_state(config, {"calibration": calibration})
             state = await _stream(graph, None, config)
             seconds = spent + time.perf_counter() - started
             return make_record(problem, "magicore", result_from_state(problem.question, "magicore", state, seconds),
@@ -159,10 +162,29 @@ class BenchWorker:
         except Exception as error:
             return make_record(problem, "magicore", None, spent + time.perf_counter() - started, error)
         finally:
-            try:
-                await self._graph("magicore").checkpointer.adelete_thread(config["configurable"]["thread_id"])
-            except Exception:  # the memory is only the worker's; a leftover thread costs nothing more
-                pass
+            await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+
+
+async def export_checkpoint(saver, config: dict) -> dict:
+    """A thread's latest checkpoint as it is stored (values, versions, metadata, pending writes),
+    to be put into another checkpointer unchanged: a state rebuilt with `update_state` would
+    not resume the same way (LangGraph infers the next node from the versions each node saw)."""
+    saved = await saver.aget_tuple(config)
+    return {"checkpoint": saved.checkpoint, "metadata": saved.metadata, "writes": list(saved.pending_writes or [])}
+
+
+async def import_checkpoint(saver, config: dict, saved: dict) -> None:
+    """Make `saved` (from `export_checkpoint`) the only checkpoint of the config's thread."""
+    thread_id = config["configurable"]["thread_id"]
+    await saver.adelete_thread(thread_id)
+    checkpoint = saved["checkpoint"]
+    target = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    target = await saver.aput(target, checkpoint, saved["metadata"], dict(checkpoint["channel_versions"]))
+    by_task: dict[str, list] = {}
+    for task_id, channel, value in saved["writes"]:
+        by_task.setdefault(task_id, []).append((channel, value))
+    for task_id, writes in by_task.items():
+        await saver.aput_writes(target, writes, task_id)
 
 
 async def _stream(graph, inputs, config: dict) -> dict:

@@ -182,3 +182,36 @@ def test_an_unreachable_ray_address_is_one_sentence(tmp_path, capsys):
                      "--address", f"127.0.0.1:{free_port()}"])  # fmt: skip
     assert code == 1
     assert capsys.readouterr().err.strip().startswith("magicore: error: cannot reach the Ray cluster at 127.0.0.1:")
+
+
+@pytest.mark.parametrize("first_engine", ["local", "ray"])
+def test_a_run_begun_on_one_engine_is_finished_on_the_other(tmp_path, local_ray, first_engine):
+    """MAgICoRe's store (records, calibration, checkpoints.sqlite) is the same for both engines:
+    cut three records and the other engine redoes only those, with the same calibration."""
+
+    def run(engine, server):
+        s = settings(["magicore"])
+        if engine == "local":
+            return asyncio.run(run_bench(PROBLEMS, s, models_for(server), tmp_path, progress=False,
+                                         log=lambda _t: None))["magicore"]  # fmt: skip
+        return asyncio.run(run_bench_ray(PROBLEMS, s, models_for(server), specs_for(server), tmp_path, workers=2,
+                                         progress=False, log=lambda _t: None))["magicore"]  # fmt: skip
+
+    with MockServer(MockSettings(reply=Replies())) as server:
+        first = run(first_engine, server)
+        calibration = (tmp_path / "calibration.json").read_text()
+        lines = (tmp_path / "magicore.jsonl").read_text().splitlines()
+        kept = lines[:-3]
+        (tmp_path / "magicore.jsonl").write_text("\n".join(kept) + "\n")
+        asked = len(server.settings.requests)
+        second = run("ray" if first_engine == "local" else "local", server)
+        again = len(server.settings.requests) - asked
+    ids = [json.loads(line)["id"] for line in (tmp_path / "magicore.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(p.id for p in PROBLEMS)  # each once
+    assert (tmp_path / "calibration.json").read_text() == calibration
+    assert without_timing(second) == without_timing(first)
+    cut = [json.loads(line) for line in lines[-3:]]
+    if first_engine == "local":  # the local engine's threads ran to the end: nothing to ask again
+        assert again == 0
+    else:  # the Ray engine saves states paused before "route": only phase 2 runs again
+        assert again == sum(r["requests"] for r in cut) - 3  # all but the one n=k sampling request each
