@@ -10,6 +10,8 @@ Spec grammar (documented in README.md):
                                      SGLang); PROVIDER (vllm, llamacpp, ollama, sglang, openai)
                                      only names it in traces
     [PROVIDER:]URL                   the same, using the one model the server lists
+    [PROVIDER:]MODEL@URL,URL,...     one model served by several replicas: each request goes to the
+                                     least-busy replica that is up (agents/replicas.py)
 
 The spec comes from the CLI's `--model`, else the MAGICORE_MODEL environment variable, else the
 Python argument, else "embedded". The API key comes from MAGICORE_API_KEY, else OPENAI_API_KEY.
@@ -45,17 +47,25 @@ Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed model spec. `model` is None when the server is to be asked which it serves."""
+    """A parsed model spec. `model` is None when the server is to be asked which it serves.
+    `replicas` lists every server's URL when the spec names several (`base_url` is the first)."""
 
     provider: str
     model: str | None = None
     base_url: str | None = None
     gguf_path: str | None = None
+    replicas: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The servers of this model: the replicas, or the one base URL."""
+        return self.replicas or ((self.base_url,) if self.base_url else ())
 
     def __str__(self) -> str:
         if self.provider == "embedded":
             return "embedded" + (f":{self.gguf_path}" if self.gguf_path else "")
-        target = f"{self.model}@{self.base_url}" if self.model else self.base_url
+        where = ",".join(self.urls)
+        target = f"{self.model}@{where}" if self.model else where
         if self.provider == "openai" and self.base_url == OPENAI_URL:
             target = self.model
         return f"{self.provider}:{target}"
@@ -85,12 +95,12 @@ def parse_spec(spec: str) -> ModelSpec:
             raise InputError(f"'{raw}': an embedded model is {names} or a path to a .gguf file")
         return ModelSpec("embedded", gguf_path=os.path.expanduser(rest))
     if _URL.match(rest):
-        return ModelSpec(provider or "openai-compatible", None, _checked_url(rest, raw))
+        return _with_urls(ModelSpec(provider or "openai-compatible"), _url_list(raw, rest))
     model, at, url = rest.rpartition("@")
     if at:
         if not model or not _URL.match(url):
             raise InputError(f"'{raw}' is not a model spec: expected MODEL@http(s)://HOST:PORT/v1")
-        return ModelSpec(provider or "openai-compatible", model, _checked_url(url, raw))
+        return _with_urls(ModelSpec(provider or "openai-compatible", model), _url_list(raw, url))
     if provider == "openai":
         return ModelSpec("openai", rest, OPENAI_URL)
     raise InputError(
@@ -111,6 +121,25 @@ def _checked_url(url: str, raw: str) -> str:
     if not parts.hostname:
         raise InputError(f"'{raw}': {url} names no host")
     return url.rstrip("/")
+
+
+def _url_list(raw: str, text: str) -> list[str]:
+    """The comma-separated server URLs of a spec, each checked, none twice."""
+    urls = [part.strip().rstrip("/") for part in text.split(",")]
+    for url in urls:
+        if not _URL.match(url):
+            shown = url or "an empty entry"
+            raise InputError(f"'{raw}': {shown} is not a server URL such as http://HOST:PORT/v1")
+    urls = [_checked_url(url, raw) for url in urls]
+    twice = sorted({url for url in urls if urls.count(url) > 1})
+    if twice:
+        raise InputError(f"'{raw}' lists {twice[0]} more than once")
+    return urls
+
+
+def _with_urls(spec: ModelSpec, urls: list[str]) -> ModelSpec:
+    replicas = tuple(urls) if len(urls) > 1 else ()
+    return ModelSpec(spec.provider, spec.model, urls[0], replicas=replicas)
 
 
 def resolve_spec(cli: str | None = None, python_arg: str | ModelSpec | None = None) -> ModelSpec:
@@ -160,7 +189,9 @@ def chat_model(
     The embedded backend starts its local server on first use and shares it between all models
     made here; it stops when the process exits. `metadata` on the returned model carries
     `magicore_provider`, `magicore_spec` and `magicore_max_concurrency`, which the rest of
-    magicore reads.
+    magicore reads; a spec with several URLs adds `magicore_replicas` and
+    `magicore_replica_concurrency` (the bound per replica; `magicore_max_concurrency` is then
+    that bound times the replicas).
 
     Args:
         timeout: seconds to wait for one response (default 120; 900 for the embedded model,
@@ -186,12 +217,7 @@ def chat_model(
         key = api_key(spec)
         timeout = timeout or SERVER_TIMEOUT
         base_url, provider = spec.base_url, spec.provider
-        model = spec.model
-        if model is None:
-            served = list_served_models(base_url, key, timeout=min(timeout, 10.0))
-            if not served:
-                raise ModelError(f"the model server at {base_url} lists no models")
-            model = served[0]
+        model = spec.model or _served_model(spec.urls, key, timeout)
         # vLLM and SGLang batch many sequences at once; other servers get a modest bound.
         concurrency = 64 if provider in ("vllm", "sglang") else 16
         max_tokens = max_tokens or DEFAULT_MAX_TOKENS["server"]
@@ -203,6 +229,14 @@ def chat_model(
         if model in DEFAULT_REWARD:
             extra_metadata["magicore_default_reward"] = DEFAULT_REWARD[model]
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
+    metadata = {"magicore_provider": provider, "magicore_spec": str(spec), "magicore_max_concurrency": concurrency}
+    extra = {}
+    if len(spec.replicas) > 1:
+        # the bound is per server: the model as a whole may have one bound's worth in flight on
+        # every replica, and agents/replicas.py keeps each replica within its own
+        metadata.update(magicore_max_concurrency=concurrency * len(spec.replicas),
+                        magicore_replica_concurrency=concurrency, magicore_replicas=list(spec.replicas))  # fmt: skip
+        extra["replica_urls"] = list(spec.replicas)
     return chat_class(
         model=model,
         base_url=base_url,
@@ -211,13 +245,25 @@ def chat_model(
         max_retries=max_retries,
         max_tokens=max_tokens,
         stream_usage=True,  # a streamed call (LangGraph's `messages` mode) still reports its usage
-        metadata={
-            "magicore_provider": provider,
-            "magicore_spec": str(spec),
-            "magicore_max_concurrency": concurrency,
-            **extra_metadata,
-        },
+        metadata={**metadata, **extra_metadata},
+        **extra,
     )
+
+
+def _served_model(urls: tuple[str, ...], key: str, timeout: float) -> str:
+    """The model the first answering server lists (replicas serve the same model)."""
+    error: ModelError | None = None
+    for url in urls:
+        try:
+            served = list_served_models(url, key, timeout=min(timeout, 10.0))
+        except ModelError as e:
+            error = error or e
+            continue
+        if not served:
+            raise ModelError(f"the model server at {url} lists no models")
+        return served[0]
+    assert error is not None
+    raise error
 
 
 def _env_concurrency() -> int | None:

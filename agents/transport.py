@@ -19,6 +19,7 @@ import time
 from typing import Literal
 
 from langchain_openai import ChatOpenAI
+from pydantic import Field
 
 from magicore.tools.errors import ModelError
 from magicore.tools.loop_local import LoopLocal
@@ -36,10 +37,13 @@ class OpenAICompatibleChat(ChatOpenAI):
     (docs/bench.md), the SDK path costs about 5 ms of CPU per request against under 1 ms, and
     that CPU sits on the critical path of every fan-out wave. Failures are raised as the openai
     SDK's exception types, so error handling is the same either way. `transport="openai"`
-    keeps the SDK path; streaming and structured output always use it.
+    keeps the SDK path; streaming and structured output always use it (and with it only the
+    first of several replicas).
     """
 
     transport: Literal["aiohttp", "openai"] = "aiohttp"
+    #: Every server of the model when several replicas serve it (agents/replicas.py), else empty.
+    replica_urls: list[str] = Field(default_factory=list)
 
     def _get_request_payload(self, input_, *, stop=None, **kwargs):
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
@@ -54,13 +58,18 @@ class OpenAICompatibleChat(ChatOpenAI):
         payload.pop("stream", None)
         if self._use_responses_api(payload):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        response = await post_chat_completion(self, payload)
+        if len(self.replica_urls) > 1:
+            from magicore.agents.replicas import post_to_replicas
+
+            response = await post_to_replicas(self, payload)
+        else:
+            response = await post_chat_completion(self, payload)
         return self._create_chat_result(_checked_reply(self, response), {})
 
 
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
 
-_RETRY_STATUS = frozenset({408, 409, 429})
+RETRY_STATUS = frozenset({408, 409, 429})
 
 
 def _new_session():
@@ -98,6 +107,45 @@ def _timeout_seconds(timeout) -> float | None:
     return float(max(values)) if values else None
 
 
+def request_parts(model: ChatOpenAI, payload: dict) -> tuple[bytes, dict, object, int]:
+    """The body, headers, aiohttp timeout and number of attempts of a chat completion request."""
+    import aiohttp
+
+    key = model.openai_api_key.get_secret_value() if model.openai_api_key else "not-needed"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(model.default_headers or {})}
+    timeout = aiohttp.ClientTimeout(total=_timeout_seconds(model.request_timeout))
+    return json.dumps(payload).encode(), headers, timeout, max(0, int(model.max_retries or 0)) + 1
+
+
+async def post_once(session, url: str, body: bytes, headers: dict, timeout) -> tuple[int, bytes, dict]:
+    """One POST: (status, body, headers); raises aiohttp.ClientError or asyncio.TimeoutError."""
+    async with session.post(url, data=body, headers=headers, timeout=timeout) as response:
+        return response.status, await response.read(), dict(response.headers)
+
+
+def timeout_error(url: str) -> Exception:
+    import openai
+
+    return openai.APITimeoutError(request=_httpx_module().Request("POST", url))
+
+
+def connection_error(url: str, error: BaseException) -> Exception:
+    import openai
+
+    return openai.APIConnectionError(message=f"Connection error: {error}",
+                                     request=_httpx_module().Request("POST", url))  # fmt: skip
+
+
+def status_error(model: ChatOpenAI, url: str, status: int, raw: bytes, headers: dict) -> Exception:
+    httpx = _httpx_module()
+    reply = httpx.Response(status, content=raw, headers=headers, request=httpx.Request("POST", url))
+    return model.root_async_client._make_status_error_from_response(reply)
+
+
+def retry_delay(attempt: int) -> float:
+    return min(0.5 * 2**attempt, 8.0)
+
+
 async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
     """POST /chat/completions and return the JSON body, retrying as the openai SDK does
     (connection errors, timeouts, 408/409/429/5xx; `max_retries` times with backoff, or after
@@ -109,7 +157,6 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
     """
     import aiohttp
 
-    httpx = _httpx_module()
     url = f"{str(model.openai_api_base).rstrip('/')}/chat/completions"
     key = model.openai_api_key.get_secret_value() if model.openai_api_key else "not-needed"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(model.default_headers or {})}

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", choices=["batch", "self", "saved"], default="batch",
                         help="MAgICoRe's mu/sigma: batch (first chain of every problem, as the reference; "
                              "default), self (each problem's own chains), saved (magicore calibrate)")  # fmt: skip
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this process (default); ray: Ray workers, needs magicore[ray] (docs/scale.md)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the Ray cluster to join: HOST:PORT of its head, or auto (default: a new local Ray instance)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="Ray workers, each running --concurrency problems at a time (default: the cluster's CPUs)")
     parser.add_argument("--retry-errors", action="store_true", help="run again the problems that ended in an error")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--no-plot", action="store_true", help="write report.md without the PNG plot")
@@ -56,6 +62,8 @@ def run(args) -> int:
     from magicore.evals.report import PLOT_NAME, REPORT_NAME, markdown_table, summaries, write_report
 
     out = Path(args.out)
+    if args.engine != "ray" and (args.address or args.workers):
+        raise InputError("--address and --workers apply to --engine ray only")
     if not args.report_only:
         _run(args, out)
     write_report(out, plot=not args.no_plot)
@@ -94,5 +102,14 @@ def _run(args, out) -> None:
     method_config(**settings.config_values())  # a value out of range fails here, in one line
     saved = load_calibration(rt.model_spec, rt.reward_spec) if args.calibration == "saved" else None
     models = Models(rt.model, rt.reviewer_model, rt.refiner_model, rt.reward_spec, saved)
+    if args.engine == "ray":
+        from magicore.agents.backends import resolve_spec
+        from magicore.evals.bench_ray import WorkerSpecs, run_bench_ray
+
+        role = {r: str(resolve_spec(cli=getattr(args, f"{r}_model", None) or args.model)) for r in ("reviewer", "refiner")}
+        specs = WorkerSpecs(rt.model_spec, rt.reward_spec, role["reviewer"], role["refiner"], args.timeout, args.max_tokens)
+        interrupt.run(run_bench_ray(problems, settings, models, specs, out, address=args.address, workers=args.workers,
+                                    retry_errors=args.retry_errors, progress=not args.no_progress))  # fmt: skip
+        return
     interrupt.run(run_bench(problems, settings, models, out, retry_errors=args.retry_errors,
                             progress=not args.no_progress))  # fmt: skip

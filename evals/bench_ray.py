@@ -1,0 +1,407 @@
+"""`magicore bench --engine ray`: the benchmark spread over Ray workers (evals/ray_worker.py).
+
+The driver, this process, owns the store of evals/bench_store.py: it alone writes records,
+calibration files and MAgICoRe's paused states (checkpoints.sqlite, the same threads the local
+engine uses), so a rerun with either engine resumes and no problem is counted twice. Workers
+get problems, each worker a few at a time (--concurrency), and return records.
+
+MAgICoRe with the batch calibration runs as in one process: phase 1 (solve and score, paused
+before "route") on the workers; each paused state is saved here; mu and sigma come from every
+problem's first chain, in problem order, before any problem is routed; then phase 2 on the
+workers from the saved states. A worker that dies (its process killed, its node lost) fails its
+calls with a Ray actor error: its problems go back to the queue for the other workers, and a new
+worker takes its place. Imports graphs, agents, tools; never ui.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from magicore.evals.bench import CALIBRATION_MODES, BenchSettings, Models, prepare_out
+from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path, write_json_atomic
+from magicore.evals.datasets import Problem
+from magicore.evals.progress import ProgressBar
+from magicore.evals.ray_worker import (
+    PAUSE_BEFORE,
+    BenchWorker,
+    WorkerSpecs,
+    export_checkpoint,
+    import_checkpoint,
+    thread_config,
+)
+from magicore.graphs.state import Calibration
+from magicore.tools.errors import InputError, MagicoreError, SetupError
+
+#: A problem whose worker died this many times is recorded as an error, not tried again.
+MAX_DEATHS_PER_PROBLEM = 3
+#: Environment a worker needs from the driver's (model keys, request bounds).
+FORWARDED_ENV = ("OPENAI_API_KEY",)
+WORKER_PREFIX = "magicore-bench-worker"
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise SetupError("the Ray engine needs Ray: pip install 'magicore[ray]'") from None
+    return ray
+
+
+def start_ray(address: str | None, log: Callable[[str], None]) -> bool:
+    """Connect to the cluster at `address` ("auto": the one `ray start` began on this machine),
+    or start a new local Ray instance; True if started here."""
+    ray = _ray()
+    if address:
+        _check_reachable(address)
+    if ray.is_initialized():
+        return False
+    env = {k: v for k, v in os.environ.items() if k.startswith("MAGICORE_") or k in FORWARDED_ENV}
+    try:
+        ray.init(address=address or "local", runtime_env={"env_vars": env} if env else None, logging_level="WARNING",
+                 log_to_driver=False, configure_logging=True)  # fmt: skip
+    except ConnectionError as error:
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token here (docs/scale.md)")
+        raise InputError(f"cannot connect to the Ray cluster at {address}: {error}{hint}") from None
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    log(f"ray: {len(nodes)} node(s), {int(ray.cluster_resources().get('CPU', 0))} CPU(s)")
+    return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at HOST:PORT."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray://... : Ray's own rules
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
+
+
+class WorkerPool:
+    """`size` workers spread over the cluster's nodes; a dead one is replaced on demand."""
+
+    def __init__(self, specs: WorkerSpecs, config_values: dict, size: int, log: Callable[[str], None]):
+        ray = _ray()
+        # One CPU per worker while the cluster has that many, else an equal share: reserving
+        # CPUs is what makes Ray place workers on every node (SPREAD alone with no resources
+        # may pack them on one), and a share keeps more workers than CPUs from waiting forever.
+        # A worker that replaces a dead one reserves none: the CPU it would wait for may have
+        # gone with the dead worker's node.
+        total = float(ray.cluster_resources().get("CPU", 1.0))
+        self.cpus = min(1.0, int(100 * total / size) / 100) or 0.01
+        self._remote = ray.remote(max_restarts=0, scheduling_strategy="SPREAD")(BenchWorker)
+        self.specs, self.config_values, self.log = specs, config_values, log
+        self.actors: list = []
+        self.generation = [0] * size
+        self.replaced = 0
+        self.max_replacements = max(3, 2 * size)
+        for slot in range(size):
+            self.actors.append(self._spawn(slot))
+
+    async def ready(self) -> tuple[float, int]:
+        """Wait until every worker has started (imported magicore, built its models): the seconds
+        it took and the number of nodes they run on."""
+        ray = _ray()
+        started = time.perf_counter()
+        try:
+            nodes = await asyncio.gather(*(asyncio.wrap_future(a.start.remote().future()) for a in self.actors))
+        except ray.exceptions.RayError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise MagicoreError(f"the Ray workers could not start ({first}); is magicore installed on every "
+                                "node, in the same Python version?") from None  # fmt: skip
+        return time.perf_counter() - started, len(set(nodes))
+
+    def _spawn(self, slot: int):
+        name = f"{WORKER_PREFIX}-{slot}" + (f".{self.generation[slot]}" if self.generation[slot] else "")
+        cpus = 0 if self.generation[slot] else self.cpus
+        return self._remote.options(name=name, num_cpus=cpus).remote(self.specs, self.config_values)
+
+    def replace(self, slot: int, dead) -> None:
+        """Put a new worker in `slot` unless that happened already for this dead one."""
+        if self.actors[slot] is not dead:
+            return
+        self.replaced += 1
+        if self.replaced > self.max_replacements:
+            raise MagicoreError(f"Ray workers keep dying ({self.replaced} so far); see the Ray logs "
+                                "(ray logs, or /tmp/ray/session_latest/logs)")  # fmt: skip
+        self.generation[slot] += 1
+        self.actors[slot] = self._spawn(slot)
+
+    def shutdown(self) -> None:
+        ray = _ray()
+        for actor in self.actors:
+            try:
+                ray.kill(actor)
+            except Exception:  # already gone
+                pass
+
+
+async def dispatch(
+    pool: WorkerPool,
+    items: Sequence[Problem],
+    call: Callable[[object, Problem], object],
+    on_result: Callable[[Problem, object], Awaitable[None]],
+    on_lost: Callable[[Problem, str], Awaitable[None]],
+    per_worker: int,
+) -> None:
+    """Run `call(worker, problem)` (a Ray ObjectRef) for every problem, at most `per_worker` in
+    flight on each worker. A problem whose worker died goes back to the front of the queue."""
+    ray = _ray()
+    queue = deque(items)
+    in_flight: dict[asyncio.Future, tuple[int, object, Problem]] = {}
+    load: Counter[int] = Counter()
+    deaths: Counter[str] = Counter()
+    while queue or in_flight:
+        while queue:
+            slot = min(range(len(pool.actors)), key=lambda s: load[s])
+            if load[slot] >= per_worker:
+                break
+            problem = queue.popleft()
+            actor = pool.actors[slot]
+            future = asyncio.wrap_future(call(actor, problem).future())
+            in_flight[future] = (slot, actor, problem)
+            load[slot] += 1
+        done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for future in done:
+            if future not in in_flight:  # a call on a worker found dead earlier in this loop
+                continue
+            slot, actor, problem = in_flight.pop(future)
+            load[slot] -= 1
+            try:
+                value = future.result()
+            except ray.exceptions.RayActorError as error:
+                # every call still on this worker is lost with it: take them all back at once
+                lost = [problem]
+                for other, (other_slot, other_actor, other_problem) in list(in_flight.items()):
+                    if other_actor is actor:
+                        del in_flight[other]
+                        other.add_done_callback(lambda f: f.exception())  # its error is known
+                        load[other_slot] -= 1
+                        lost.append(other_problem)
+                pool.replace(slot, actor)
+                pool.log(f"ray: worker {slot} died with {len(lost)} problem(s) in flight "
+                         f"({', '.join(p.id for p in lost)}); they run again on the other workers")  # fmt: skip
+                for gone in reversed(lost):
+                    deaths[gone.id] += 1
+                    if deaths[gone.id] >= MAX_DEATHS_PER_PROBLEM:
+                        await on_lost(gone, f"the Ray worker running it died {deaths[gone.id]} times: "
+                                            f"{type(error).__name__}")  # fmt: skip
+                    else:
+                        queue.appendleft(gone)
+                continue
+            except ray.exceptions.RayError as error:  # a worker bug, not a death: record it
+                await on_lost(problem, f"the Ray worker failed: {type(error).__name__}: {error}".splitlines()[0])
+                continue
+            await on_result(problem, value)
+
+
+async def run_bench_ray(
+    problems: Sequence[Problem],
+    settings: BenchSettings,
+    models: Models,
+    specs: WorkerSpecs,
+    out: str | os.PathLike,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, dict]]:
+    """`run_bench` on Ray workers; returns {method: {id: record}}. `models` are the driver's own
+    (to read and write MAgICoRe's checkpoints; never called here); workers build theirs from
+    `specs`. `workers` defaults to the cluster's CPU count."""
+    from magicore.graphs.build import normalize_method
+
+    out = Path(out)
+    log = log or (lambda text: print(text, file=sys.stderr))
+    settings.problem_ids = [p.id for p in problems]
+    if len(set(settings.problem_ids)) != len(problems):
+        raise InputError("the selected problems have duplicate ids")
+    settings.methods = [normalize_method(m) for m in settings.methods]
+    if settings.calibration not in CALIBRATION_MODES:
+        raise InputError(f"unknown calibration '{settings.calibration}': use {', '.join(CALIBRATION_MODES)}")
+    if "magicore" in settings.methods and settings.calibration == "saved" and models.saved_calibration is None:
+        raise InputError("--calibration saved: no saved calibration for this model and reward "
+                         "(run `magicore calibrate` first)")  # fmt: skip
+    prepare_out(out, settings)
+    started_here = start_ray(address, log)
+    ray = _ray()
+    size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pool = WorkerPool(specs, settings.config_values(), size, log)
+    results: dict[str, dict[str, dict]] = {}
+    try:
+        seconds, nodes = await pool.ready()
+        log(f"ray: {size} worker(s) on {nodes} node(s) ready in {seconds:.1f} s, "
+            f"{settings.concurrency} problem(s) at a time each")  # fmt: skip
+        for method in settings.methods:
+            done = load_results(out, method)
+            todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]
+            log(f"{method}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} already done"
+                if todo else f"{method}: all {len(problems)} problems already done")  # fmt: skip
+            sink = JsonlLog(results_path(out, method))
+            if todo and method == "magicore" and settings.calibration == "batch":
+                await _magicore_batch(pool, problems, todo, settings, models, out, sink, progress, log)
+            elif todo:
+                fixed = models.saved_calibration if method == "magicore" else None
+                await _simple(pool, method, todo, sink, settings.concurrency, progress, fixed)
+            results[method] = load_results(out, method)
+    finally:
+        pool.shutdown()
+        if started_here:
+            ray.shutdown()
+    return results
+
+
+async def _simple(pool, method, todo, sink, per_worker, progress, calibration) -> None:
+    """A baseline, or MAgICoRe with a fixed (saved) or its own calibration: one call a problem."""
+    bar = ProgressBar(len(todo), method, progress)
+
+    async def on_result(problem, record):
+        sink.append(record)
+        bar.update(record)
+
+    async def on_lost(problem, why):
+        await on_result(problem, make_record(problem, method, None, None, MagicoreError(why)))
+
+    try:
+        await dispatch(pool, todo, lambda w, p: w.run.remote(method, p, calibration), on_result, on_lost, per_worker)
+    finally:
+        bar.close()
+
+
+async def _magicore_batch(pool, problems, todo, settings, models, out, sink, progress, log) -> None:
+    from magicore.graphs.checkpoint import sqlite_checkpointer
+    from magicore.graphs.api import result_from_state
+    from magicore.graphs.build import build_graph, resolve_reward
+
+    reward = resolve_reward(models.reward, models.model)
+    chains_log = JsonlLog(out / "calibration_chains.jsonl")
+    known = {r["id"]: r for r in chains_log.read()}
+    failed: set[str] = set()
+    spent: dict[str, float] = {p.id: float(known[p.id].get("seconds") or 0.0) for p in todo if p.id in known}
+    async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
+        # the local engine's graph, used here only to read and write its checkpoints
+        store = build_graph("magicore", model=models.model, reviewer_model=models.reviewer_model,
+                            refiner_model=models.refiner_model, reward=reward, config=settings.method_config(),
+                            checkpointer=saver, interrupt_before=[PAUSE_BEFORE], saved_calibration=False)  # fmt: skip
+        paused: set[str] = set()
+        phase1: list[Problem] = []
+        for problem in todo:
+            state, finished = await _saved_state(store, thread_config(problem))
+            if finished:  # finished in an earlier run that stopped before logging it
+                result = result_from_state(problem.question, "magicore", state, spent.get(problem.id, 0.0))
+                sink.append(make_record(problem, "magicore", result, None))
+            elif state is not None:
+                paused.add(problem.id)
+            else:
+                phase1.append(problem)
+
+        bar = ProgressBar(len(phase1), "magicore 1/2 solve+score", progress)
+
+        async def saved(problem, reply):
+            if "error" in reply:
+                failed.add(problem.id)
+                sink.append(reply["error"])
+            else:
+                spent[problem.id] = reply["seconds"]
+                if reply["first"] is not None and problem.id not in known:
+                    chains_log.append(reply["first"])
+                    known[problem.id] = reply["first"]
+                await import_checkpoint(saver, thread_config(problem), reply["saved"])
+                paused.add(problem.id)
+            bar.update()
+
+        async def lost1(problem, why):
+            await saved(problem, {"error": make_record(problem, "magicore", None, None, MagicoreError(why))})
+
+        try:
+            await dispatch(pool, phase1, lambda w, p: w.phase1.remote(p), saved, lost1, settings.concurrency)
+        finally:
+            bar.close()
+
+        cal = _batch_calibration(out, problems, known, log)
+        if cal is None:
+            log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
+            return
+        remaining = [p for p in todo if p.id in paused and p.id not in failed]
+        bar = ProgressBar(len(remaining), "magicore 2/2 route+refine", progress)
+
+        async def finished(problem, record):
+            sink.append(record)
+            bar.update(record)
+
+        async def lost2(problem, why):
+            await finished(problem, make_record(problem, "magicore", None, None, MagicoreError(why)))
+
+        saved = {p.id: await export_checkpoint(saver, thread_config(p)) for p in remaining}
+
+        def call(worker, problem):
+            return worker.phase2.remote(problem, saved[problem.id], cal, spent.get(problem.id, 0.0))
+
+        try:
+            await dispatch(pool, remaining, call, finished, lost2, settings.concurrency)
+        finally:
+            bar.close()
+
+
+async def _saved_state(store, config: dict) -> tuple[dict | None, bool]:
+    """(state, finished) of a problem's thread: its finished state; its state paused before
+    "route" (phase 2 begun in an earlier run is rolled back to that checkpoint, so that the
+    thread's latest checkpoint is the paused one); or (None, False) when phase 1 must run."""
+    snapshot = await store.aget_state(config)
+    values = snapshot.values
+    if not values:
+        return None, False
+    if not snapshot.next and values.get("route"):
+        return values, True
+    if snapshot.next == (PAUSE_BEFORE,) and not values.get("route"):
+        return values, False
+    if values.get("route"):
+        async for past in store.aget_state_history(config):
+            if past.next == (PAUSE_BEFORE,) and not past.values.get("route"):
+                saved = await export_checkpoint(store.checkpointer, past.config)
+                await import_checkpoint(store.checkpointer, config, saved)
+                return past.values, False
+    return None, False
+
+
+def _batch_calibration(out: Path, problems, known: dict, log) -> Calibration | None:
+    """calibration.json, or mu/sigma over the first chain of every problem, in problem order
+    (as the local engine computes them)."""
+    from magicore.graphs.calibration import from_first_chains
+
+    cal_path = out / "calibration.json"
+    if cal_path.exists():
+        data = json.loads(cal_path.read_text(encoding="utf-8"))
+        return Calibration(mu=data["mu"], sigma=data["sigma"], source="batch", n=data.get("n"))
+    ids = [p.id for p in problems if p.id in known]
+    if not ids:
+        return None
+    cal = from_first_chains([_FirstChain(known[i]) for i in ids], source="batch")
+    missing = len(problems) - len(ids)
+    write_json_atomic(cal_path, {**cal.model_dump(), "problem_ids": ids, "missing": missing})
+    note = f" ({missing} problem(s) without a first chain left out)" if missing else ""
+    log(f"magicore: batch calibration mu = {cal.mu:.4f}, sigma = {cal.sigma:.4f} over {cal.n} first chains{note}")
+    return cal
+
+
+class _FirstChain:
+    """A logged first chain, seen as the scored chain that calibration reads."""
+
+    def __init__(self, entry: dict):
+        self.answer = entry.get("answer")
+        self.orm = float(entry.get("orm") or 0.0)
+        self.step_scores = list(entry.get("step_scores") or [])
+

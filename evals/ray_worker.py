@@ -1,0 +1,194 @@
+"""A Ray worker of `magicore bench --engine ray`: an async actor that runs one problem at a time
+per call, many calls at once on its own event loop, with its own models and in-flight bounds.
+
+It writes nothing: every call returns a record (or MAgICoRe's paused state) to the driver,
+evals/bench_ray.py, which owns the store. Phase 1 and phase 2 of MAgICoRe's batch calibration
+are separate calls, so the driver can compute mu/sigma over every worker's first chains in
+between. The graphs checkpoint in memory: a worker keeps nothing a rerun needs. Imports graphs,
+agents, tools; never ui.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from magicore.evals.bench_store import make_record
+from magicore.evals.datasets import Problem
+from magicore.graphs.state import Calibration
+
+#: MAgICoRe's batch run pauses before this node.
+PAUSE_BEFORE = "route"
+
+
+@dataclass
+class WorkerSpecs:
+    """What a worker builds its models from: specs, never model objects (they hold clients)."""
+
+    model: str
+    reward: str
+    reviewer_model: str | None = None
+    refiner_model: str | None = None
+    timeout: float | None = None
+    max_tokens: int | None = None
+
+
+def thread_config(problem: Problem) -> dict:
+    """The same thread id the local engine's checkpoints use."""
+    return {"configurable": {"thread_id": f"problem:{problem.id}"}}
+
+
+class BenchWorker:
+    """Made remote by evals/bench_ray.py (`ray.remote(BenchWorker)`); plain Python otherwise."""
+
+    def __init__(self, specs: WorkerSpecs, config_values: dict):
+        self.specs = specs
+        self.config_values = config_values
+        self._models = None
+        self._graphs: dict[tuple, object] = {}
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def start(self) -> str:
+        """Build the models (imports included) before the first problem; the id of the Ray node."""
+        import ray
+
+        self._roles()
+        return ray.get_runtime_context().get_node_id()
+
+    def _roles(self):
+        if self._models is None:
+            from magicore.agents.backends import chat_model, resolve_spec
+            from magicore.graphs.build import resolve_reward
+
+            made: dict[str, object] = {}
+
+            def make(spec: str | None):
+                spec = spec or self.specs.model
+                if spec not in made:
+                    kwargs = {"max_tokens": self.specs.max_tokens}
+                    if self.specs.timeout:
+                        kwargs["timeout"] = self.specs.timeout
+                    made[spec] = chat_model(resolve_spec(python_arg=spec), **kwargs)
+                return made[spec]
+
+            solver = make(self.specs.model)
+            self._models = (solver, make(self.specs.reviewer_model), make(self.specs.refiner_model),
+                            resolve_reward(self.specs.reward, solver))  # fmt: skip
+        return self._models
+
+    def _graph(self, method: str, calibration: Calibration | None = None, pause: bool = False):
+        key = (method, calibration.model_dump_json() if calibration else None, pause)
+        if key not in self._graphs:
+            from langgraph.checkpoint.memory import InMemorySaver
+            from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+            from magicore.graphs.build import build_graph
+            from magicore.graphs.checkpoint import STATE_TYPES
+            from magicore.graphs.config import MethodConfig
+
+            solver, reviewer, refiner, reward = self._roles()
+            saver = None
+            if method == "magicore":
+                saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+            self._graphs[key] = build_graph(
+                method, model=solver, reviewer_model=reviewer, refiner_model=refiner,
+                reward=reward if method in ("magicore", "bok") else None,
+                config=MethodConfig(**self.config_values, calibration=calibration), checkpointer=saver,
+                interrupt_before=[PAUSE_BEFORE] if pause else None, saved_calibration=False,
+            )  # fmt: skip
+        return self._graphs[key]
+
+    async def run(self, method: str, problem: Problem, calibration: Calibration | None = None) -> dict:
+        """One problem start to end: a baseline, or MAgICoRe with a fixed or its own calibration."""
+        from magicore.graphs.api import asolve, result_from_state
+
+        started = time.perf_counter()
+        try:
+            graph = self._graph(method, calibration)
+            if method == "magicore":
+                config = thread_config(problem)
+                try:
+                    state = await _stream(graph, {"question": problem.question}, config)
+                finally:
+                    await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+                result = result_from_state(problem.question, method, state, time.perf_counter() - started)
+            else:
+                result = await asolve(problem.question, method=method, model=self._roles()[0], graph=graph)
+            return make_record(problem, method, result, result.seconds)
+        except Exception as error:  # one failing problem must not end the batch
+            return make_record(problem, method, None, time.perf_counter() - started, error)
+
+    async def phase1(self, problem: Problem) -> dict:
+        """MAgICoRe up to just before "route": {"saved": the paused checkpoint, "first": the
+        first chain's entry, "seconds"}, or {"error": record}."""
+        from magicore.evals.bench_magicore import first_chain
+        from magicore.graphs.routing import reward as chain_reward
+
+        started = time.perf_counter()
+        config = thread_config(problem)
+        try:
+            graph = self._graph("magicore", pause=True)
+            await _stream(graph, {"question": problem.question}, config)
+            seconds = time.perf_counter() - started
+            chain = await first_chain(graph, config)
+            first = None
+            if chain is not None:
+                first = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
+                         "step_scores": chain.step_scores, "answer": chain.answer, "seconds": round(seconds, 3)}  # fmt: skip
+            return {"saved": await export_checkpoint(graph.checkpointer, config), "first": first, "seconds": seconds}
+        except Exception as error:
+            return {"error": make_record(problem, "magicore", None, time.perf_counter() - started, error)}
+        finally:
+            await self._graph("magicore", pause=True).checkpointer.adelete_thread(config["configurable"]["thread_id"])
+
+    async def phase2(self, problem: Problem, saved: dict, calibration: Calibration, spent: float) -> dict:
+        """MAgICoRe from its paused checkpoint with the batch calibration, to the end, exactly as
+        the local engine resumes it: the record."""
+        from magicore.graphs.api import result_from_state
+
+        started = time.perf_counter()
+        config = thread_config(problem)
+        graph = self._graph("magicore")
+        try:
+            await import_checkpoint(graph.checkpointer, config, saved)
+            await graph.aupdate_state(config, {"calibration": calibration})
+            state = await _stream(graph, None, config)
+            seconds = spent + time.perf_counter() - started
+            return make_record(problem, "magicore", result_from_state(problem.question, "magicore", state, seconds),
+                               seconds)  # fmt: skip
+        except Exception as error:
+            return make_record(problem, "magicore", None, spent + time.perf_counter() - started, error)
+        finally:
+            await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+
+
+async def export_checkpoint(saver, config: dict) -> dict:
+    """A thread's latest checkpoint as it is stored (values, versions, metadata, pending writes),
+    to be put into another checkpointer unchanged: a state rebuilt with `update_state` would
+    not resume the same way (LangGraph infers the next node from the versions each node saw)."""
+    saved = await saver.aget_tuple(config)
+    return {"checkpoint": saved.checkpoint, "metadata": saved.metadata, "writes": list(saved.pending_writes or [])}
+
+
+async def import_checkpoint(saver, config: dict, saved: dict) -> None:
+    """Make `saved` (from `export_checkpoint`) the only checkpoint of the config's thread."""
+    thread_id = config["configurable"]["thread_id"]
+    await saver.adelete_thread(thread_id)
+    checkpoint = saved["checkpoint"]
+    target = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    target = await saver.aput(target, checkpoint, saved["metadata"], dict(checkpoint["channel_versions"]))
+    by_task: dict[str, list] = {}
+    for task_id, channel, value in saved["writes"]:
+        by_task.setdefault(task_id, []).append((channel, value))
+    for task_id, writes in by_task.items():
+        await saver.aput_writes(target, writes, task_id)
+
+
+async def _stream(graph, inputs, config: dict) -> dict:
+    state: dict = {}
+    async for chunk in graph.astream(inputs, config, stream_mode="values"):
+        state = chunk
+    return state
