@@ -57,7 +57,7 @@ class Filters:
 
 @dataclass
 class ExportStats:
-    records: int = 0
+    records: int = 0  # records the filters kept, failed problems aside
     errors: int = 0  # records of problems whose run failed: nothing to learn from
     examples: int = 0
     duplicates: int = 0
@@ -119,12 +119,12 @@ def examples(run_dirs: Sequence[Path], fmt: str, filters: Filters | None = None,
         families = _families(run_dir)
         run_name = Path(run_dir).resolve().name
         for record in records:
-            stats.records += 1
+            if not filters.record_ok(record):
+                continue
             if record.get("error"):
                 stats.errors += 1
                 continue
-            if not filters.record_ok(record):
-                continue
+            stats.records += 1
             base = {"run": run_name, "config": record.get("config"), "method": record.get("method"),
                     "problem": record["id"]}  # fmt: skip
             trace = trace_record(record, judge, base)
