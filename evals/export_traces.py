@@ -102,7 +102,7 @@ def _self_refine_trace(record: dict, judge: Judge, base: dict) -> Trace:
         runs.setdefault(int(draft.get("chain") or 0), []).append((index, draft))
     finals, samples, revisions = [], [], []
     for run, drafts in runs.items():
-        solutions = [_solution(record, {**d, "round": j}, judge, base, "drafts", index, run=run)
+        solutions = [_solution(record, {**d, "round": j}, judge, base, "drafts", index, sample=run)
                      for j, (index, d) in enumerate(drafts)]  # fmt: skip
         samples.append(solutions[0])
         finals.append(solutions[-1])

@@ -111,6 +111,7 @@ def test_critique_pairs_each_review_with_its_revision(run_dir):
     assert sr["style"] == "self-refine" and sr["task"] == "review" and "### Current solution:" in sr["prompt"][-1]["content"]
     assert sr["completion"][0]["content"] == "Step 2 is wrong: add them." and not sr["draft_correct"]
     assert [r["source"]["problem"] for r in refine] == ["p2"] * 8 + ["p3"] * 2
+    assert sr["source"]["run"] == run_dir.name and sr["source"]["sample"] == 0 and sr["source"]["field"] == "drafts"
 
 
 def test_only_correct_drops_wrong_revisions(run_dir):
