@@ -65,7 +65,7 @@ class ExportStats:
     by_kind: Counter = field(default_factory=Counter)
 
     def summary(self, fmt: str, out: Path) -> str:
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.by_kind.items()))
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.by_kind.items()) if kind != fmt)
         text = (f"wrote {self.examples} {fmt} examples{f' ({kinds})' if kinds else ''} to {out} from "
                 f"{self.records} records; {self.duplicates} duplicates left out")  # fmt: skip
         if self.errors:
