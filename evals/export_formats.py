@@ -9,6 +9,7 @@
 
 Every example also has `source`: where it came from. The prompts are rendered from the roles'
 own templates (agents/prompts/), so a model trained on them sees what it sees when it runs.
+Imports agents, graphs (the methods' defaults) and evals; never ui.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from magicore.agents.prompts import render_messages
 from magicore.agents.refiner import ANSWER_FORMAT, DEFAULT_FORMAT, Refiner
 from magicore.agents.reviewer import Reviewer
 from magicore.evals.export_traces import Revision, Solution, Trace
+from magicore.graphs.config import MethodConfig
 
 FORMATS = ("sft", "critique", "dpo")
 
@@ -44,8 +46,8 @@ def review_prompt(question: str, family: str, rev: Revision) -> list[dict]:
     if rev.style == "self-refine":
         drafts = [*rev.history, {"text": rev.draft.text, "feedback": None}]
         return chat(render_messages("self_refine", "feedback", question=question, drafts=drafts, current=rev.draft.text))
-    # The Reviewer's prompt needs no model; only its template and threshold.
-    return chat(Reviewer(None).messages(question, _chain(rev.draft), rev.evidence, family))
+    # The Reviewer's prompt needs no model; only its template and the benchmark's threshold.
+    return chat(Reviewer(None, threshold=MethodConfig().review_threshold).messages(question, _chain(rev.draft), rev.evidence, family))
 
 
 def refine_prompt(question: str, family: str, rev: Revision) -> list[dict]:

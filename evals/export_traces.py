@@ -3,7 +3,8 @@
 A record ({config}.jsonl) keeps the final chains, the Reviewer's reviews (each with the solution
 it reviewed), the Refiner's refinements and Self-Refine's drafts. This module turns them into
 `Solution`s (a text, its scores, right or wrong by the dataset's judge, where it came from) and
-`Revision`s (a draft, the feedback it got, the revision written from it). Imports tools only.
+`Revision`s (a draft, the feedback it got, the revision written from it). Imports nothing
+but the judge type.
 """
 
 from __future__ import annotations

@@ -75,3 +75,35 @@ def test_dpo_file_is_trl_preference_data(run_dir, tmp_path, tokenizer):  # noqa:
         assert out["chosen"] == example["chosen"][0]["content"] + "<|im_end|>\n"
         assert out["rejected"] == example["rejected"][0]["content"] + "<|im_end|>\n"
     assert ds[0]["chosen"][0]["content"] == solution("12") and ds[0]["rejected"][0]["content"] == solution("5")
+
+
+@pytest.mark.slow
+def test_trl_trainers_prepare_the_exported_files(run_dir, tmp_path, tokenizer):  # noqa: F811
+    """The trainers' own dataset preparation (tokenizing, masking the prompt) on every file, with
+    a tiny randomly initialised model on the CPU; nothing is trained."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)  # fmt: skip
+    common = dict(report_to=[], use_cpu=True, max_length=None)
+
+    sft = SFTTrainer(model=LlamaForCausalLM(config), processing_class=tokenizer,
+                     args=SFTConfig(output_dir=str(tmp_path / "sft"), **common),
+                     train_dataset=load(run_dir, "sft", tmp_path).select_columns(["messages"]))  # fmt: skip
+    assert len(sft.train_dataset) == 5 and all(row["input_ids"] for row in sft.train_dataset)
+
+    critique = SFTTrainer(model=LlamaForCausalLM(config), processing_class=tokenizer,
+                          args=SFTConfig(output_dir=str(tmp_path / "critique"), **common),
+                          train_dataset=load(run_dir, "critique", tmp_path).select_columns(["prompt", "completion"]))  # fmt: skip
+    assert len(critique.train_dataset) == 18
+    for row in critique.train_dataset:  # the loss covers the completion only
+        assert "completion_mask" in row or "labels" in row
+        mask = row.get("completion_mask") or [int(label != -100) for label in row["labels"]]
+        assert mask[0] == 0 and mask[-1] == 1 and sorted(mask) == mask
+
+    dpo = DPOTrainer(model=LlamaForCausalLM(config), ref_model=LlamaForCausalLM(config), processing_class=tokenizer,
+                     args=DPOConfig(output_dir=str(tmp_path / "dpo"), **common),
+                     train_dataset=load(run_dir, "dpo", tmp_path).select_columns(["prompt", "chosen", "rejected"]))  # fmt: skip
+    assert len(dpo.train_dataset) == 5
+    assert all(row["prompt_ids"] and row["chosen_ids"] and row["rejected_ids"] for row in dpo.train_dataset)
