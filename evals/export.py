@@ -90,7 +90,8 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
         raise InputError(f"cannot read {run_dir / 'run.json'}: {e}") from None
     found = sorted(p.name[: -len(".jsonl")] for p in run_dir.glob("*.jsonl")
                    if p.name not in NOT_RECORDS and not p.name.endswith(".calibration_chains.jsonl"))  # fmt: skip
-    configs = [c for c in settings.get("methods", []) if c in found] + [c for c in found if c not in settings.get("methods", [])]
+    listed = settings.get("methods", [])
+    configs = [c for c in listed if c in found] + [c for c in found if c not in listed]
     order = {pid: i for i, pid in enumerate(settings.get("problem_ids") or [])}
     records = []
     for config in configs:
@@ -101,7 +102,8 @@ def read_run(run_dir: Path) -> tuple[dict, list[dict]]:
 
 def _families(run_dir: Path) -> dict[str, str]:
     """The task family each problem was sampled as (samples.jsonl), so prompts match the run's."""
-    return {s["id"]: s["family"] for s in JsonlLog(Path(run_dir) / "samples.jsonl").read() if "id" in s and s.get("family")}
+    samples = JsonlLog(Path(run_dir) / "samples.jsonl").read()
+    return {s["id"]: s["family"] for s in samples if "id" in s and s.get("family")}
 
 
 def examples(run_dirs: Sequence[Path], fmt: str, filters: Filters | None = None, *, only_correct: bool = False,

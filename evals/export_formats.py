@@ -45,9 +45,11 @@ def _chain(solution: Solution) -> Chain:
 def review_prompt(question: str, family: str, rev: Revision) -> list[dict]:
     if rev.style == "self-refine":
         drafts = [*rev.history, {"text": rev.draft.text, "feedback": None}]
-        return chat(render_messages("self_refine", "feedback", question=question, drafts=drafts, current=rev.draft.text))
+        return chat(render_messages("self_refine", "feedback", question=question, drafts=drafts,
+                                    current=rev.draft.text))  # fmt: skip
     # The Reviewer's prompt needs no model; only its template and the benchmark's threshold.
-    return chat(Reviewer(None, threshold=MethodConfig().review_threshold).messages(question, _chain(rev.draft), rev.evidence, family))
+    reviewer = Reviewer(None, threshold=MethodConfig().review_threshold)
+    return chat(reviewer.messages(question, _chain(rev.draft), rev.evidence, family))
 
 
 def refine_prompt(question: str, family: str, rev: Revision) -> list[dict]:

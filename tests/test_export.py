@@ -203,6 +203,10 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         main(["export", str(tmp_path), "--format", "sft", "--out", "x.jsonl", "--min-step-score", "2"])
     assert exit_info.value.code == 2
     assert "must be between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path), "--format", "sft", "--out", "x.jsonl", "--round", "one"])
+    assert exit_info.value.code == 2
+    assert "expected round numbers such as 0 or 1,2, got 'one'" in capsys.readouterr().err
 
 
 def test_records_without_the_reviewed_solution_are_counted_not_guessed(run_dir, tmp_path):

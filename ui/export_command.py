@@ -33,7 +33,8 @@ def _score(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from magicore.evals.export_formats import FORMATS
 
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="the --out directory of one or more magicore bench runs")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="the --out directory of one or more magicore bench runs")
     parser.add_argument("--format", required=True, choices=FORMATS,
                         help="sft: question then a correct final solution; critique: review and refine "
                              "examples; dpo: a correct and a wrong solution to the same question")  # fmt: skip
