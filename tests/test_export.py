@@ -17,7 +17,7 @@ from magicore.evals.bench import BenchSettings, Models, run_bench
 from magicore.evals.datasets import Problem
 from magicore.evals.export import ExportStats, Filters, examples, export
 from magicore.evals.export_judges import judge_for, register_judge
-from magicore.ui.cli import main
+from magicore.ui.cli import EXIT_USAGE, main
 from tests.fakes import FakeAnswerReward, RoleScriptedModel, solution
 
 PROBLEMS = [Problem(id=f"p{i}", question=f"Question {i}: what is the number?", answer=str(10 + i), dataset="t")
@@ -194,10 +194,10 @@ def test_cli_writes_the_file_and_says_what_it_wrote(run_dir, tmp_path, capsys):
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
-    assert main(["export", str(tmp_path), "--format", "sft", "--out", str(tmp_path / "x.jsonl")]) == 1
+    assert main(["export", str(tmp_path), "--format", "sft", "--out", str(tmp_path / "x.jsonl")]) == EXIT_USAGE
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"magicore: error: {tmp_path} holds no benchmark run (no run.json)"]
-    assert main(["export", str(tmp_path / "nope"), "--format", "sft", "--out", str(tmp_path / "x.jsonl")]) == 1
+    assert main(["export", str(tmp_path / "nope"), "--format", "sft", "--out", str(tmp_path / "x.jsonl")]) == EXIT_USAGE
     assert "is not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(tmp_path), "--format", "sft", "--out", "x.jsonl", "--min-step-score", "2"])
