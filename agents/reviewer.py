@@ -34,6 +34,7 @@ class Review(BaseModel):
     low_steps: list[int]  # 1-based numbers of steps scoring below the threshold
     evidence: list[str] = []
     tool_calls: int = 0
+    solution: Chain | None = None  # the chain reviewed, with its scores (training-data export)
 
 
 def scored_solution(chain: Chain) -> str:
@@ -106,7 +107,7 @@ class Reviewer:
         scores = chain.step_scores or []
         low = [i + 1 for i, s in enumerate(scores) if score_out_of_10(s) < self.threshold]
         review = Review(chain_index=index, feedback=reply.text.strip(), low_steps=low,
-                        evidence=list(evidence), tool_calls=calls)  # fmt: skip
+                        evidence=list(evidence), tool_calls=calls, solution=chain)  # fmt: skip
         return review, usage
 
 

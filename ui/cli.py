@@ -24,6 +24,7 @@ COMMANDS = {
     "calibrate": ("calibrate_command", "measure and save the reward calibration (mu, sigma) for a model"),
     "bench": ("bench_command", "run methods on a benchmark slice (resumable) and write the report"),
     "bench-overhead": ("overhead_command", "measure orchestration overhead against a mock server"),
+    "export": ("export_command", "write training data (SFT, critique, DPO) from benchmark runs"),
     "ui": ("ui_command", "start the chat app (Streamlit) that shows the agents at work"),
     "setup": ("setup_command", "prepare the embedded model (assemble its weights, build its server)"),
     "serve": ("serve_command", "serve the methods behind an OpenAI-compatible HTTP endpoint"),
