@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from magicore.tools.answers import extract_answer
+from magicore.tools.programs import extract_program
 from magicore.tools.rewards.base import chain_reward
 from magicore.tools.steps import split_steps
 
@@ -47,14 +48,19 @@ class Chain(BaseModel):
         return chain_reward(self.orm, steps)
 
     @classmethod
-    def from_text(cls, text: str, *, choices: str | None = None, **fields) -> Chain:
+    def from_text(cls, text: str, *, choices: str | None = None, family: str | None = None, **fields) -> Chain:
         """Parse a completion into steps and a final answer.
+
+        For the code family the answer is the program: the completion's last ```python block
+        (None without one).
 
         A completion cut off at the token limit (`finish_reason="length"`) states an answer only
         explicitly (`\\boxed{}`, "The answer is ..."): its last number belongs to an unfinished
         step, and voting with it would count a guess.
         """
         truncated = fields.get("finish_reason") == "length"
+        if family == "code":
+            return cls(text=text, steps=split_steps(text), answer=extract_program(text), **fields)
         return cls(
             text=text,
             steps=split_steps(text),

@@ -143,7 +143,7 @@ class ReplaySolver(Solver):
         choices = choice_letters(question) if family == "mcq" else None
         chains, usage = [], Usage()
         for entry in stored:
-            chain = Chain.from_text(entry["text"], choices=choices, finish_reason=entry.get("finish_reason"))
+            chain = Chain.from_text(entry["text"], choices=choices, family=family, finish_reason=entry.get("finish_reason"))
             chains.append(chain)
             usage += _usage(entry.get("usage"))
             if on_chain is not None:
