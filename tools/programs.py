@@ -19,7 +19,10 @@ from dataclasses import dataclass
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _DEF = re.compile(r"(?m)^[ \t]*def[ \t]+([A-Za-z_]\w*)[ \t]*\(")
-_ARROW = re.compile(r"^(?P<call>.+?)\s*(?:==>|=>|➞|->|==|should\s+return|returns?)\s*(?P<expected>.+?)\s*$")
+_SEPARATOR = re.compile(r"\s*(?:==>|=>|➞|->|==|=|\bshould\s+return\b|\breturns?\b)\s*")
+_LEAD = re.compile(r"^(?:[*\-•]\s+|for\s+|example:?\s+)", re.IGNORECASE)
+_FOR_VALUE = re.compile(r"^for\s+\w+\s*=\s*(?P<value>.+?),?\s+the\s+output\s+should\s+be\s+(?P<expected>.+?)\.?$",
+                        re.IGNORECASE)  # fmt: skip
 
 #: Extra inputs drawn per question at most (the visible examples come first).
 MAX_EXTRA_INPUTS = 8
@@ -62,19 +65,30 @@ def parse_code_question(question: str, entry_point: str | None = None) -> CodeQu
 
 
 def _is_call_of(source: str, name: str) -> bool:
+    """A call of `name` whose arguments are all literals: `f(3, [1, 2])`, not a formula `f(n-1)`."""
     try:
         node = ast.parse(source.strip(), mode="eval").body
     except SyntaxError:
         return False
-    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name):
+        return False
+    return all(_literal(a) for a in [*node.args, *(k.value for k in node.keywords)])
+
+
+def _literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _is_expression(source: str) -> bool:
+    """An expected value: a Python literal (a formula or prose is no example)."""
     try:
-        ast.parse(source.strip(), mode="eval")
-    except SyntaxError:
+        return _literal(ast.parse(source.strip(), mode="eval").body)
+    except (SyntaxError, MemoryError, RecursionError):
         return False
-    return True
 
 
 def visible_examples(question: str, entry_point: str) -> list[Example]:
@@ -83,9 +97,14 @@ def visible_examples(question: str, entry_point: str) -> list[Example]:
     found: list[Example] = []
     i = 0
     while i < len(lines):
-        line = lines[i].strip()
+        line = lines[i].strip().removeprefix('"""').removeprefix("'''").strip()
         if line.startswith(">>>"):
             call = line[3:].strip()
+            stated = [] if _is_call_of(call, entry_point) else _stated(call, entry_point)
+            if stated:  # ">>> f(x) == y": the line states its own expected value
+                found.extend(stated)
+                i += 1
+                continue
             expected_lines = []
             j = i + 1
             while j < len(lines) and lines[j].strip() and not lines[j].strip().startswith(">>>") \
@@ -97,12 +116,38 @@ def visible_examples(question: str, entry_point: str) -> list[Example]:
                 found.append(Example(call, expected))
             i = j
             continue
-        m = _ARROW.match(line.rstrip("."))
-        if m and _is_call_of(m["call"], entry_point) and _is_expression(m["expected"]):
-            found.append(Example(m["call"].strip(), m["expected"].strip()))
+        found.extend(_stated(line, entry_point))
+        m = _FOR_VALUE.match(line)
+        if m and _single_parameter(question, entry_point) and _is_expression(m["value"]) \
+                and _is_expression(m["expected"]):  # fmt: skip
+            found.append(Example(f"{entry_point}({m['value'].strip()})", m["expected"].strip()))
         i += 1
     unique = list(dict.fromkeys(found))
     return unique
+
+
+def _stated(line: str, entry_point: str) -> list[Example]:
+    """An example written as `f(x) ==> y`, `f(x) = y`, `f(x) ➞ y`, `f(x) should return y`...:
+    the first split where the left side is a call of the function and the right an expression."""
+    line = _LEAD.sub("", line.strip()).rstrip(".").strip()
+    if not line.startswith(entry_point):
+        return []
+    for m in _SEPARATOR.finditer(line):
+        left, right = line[: m.start()], line[m.end():]
+        if _is_call_of(left, entry_point) and right.strip() and _is_expression(right):
+            return [Example(left.strip(), right.strip())]
+    return []
+
+
+def _single_parameter(question: str, entry_point: str) -> bool:
+    try:
+        tree = ast.parse(question + "\n    pass\n")
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == entry_point:
+            return len(node.args.args) == 1
+    return False
 
 
 def extract_program(text: str | None) -> str | None:
