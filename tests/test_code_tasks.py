@@ -241,9 +241,10 @@ def test_self_consistency_votes_by_behaviour():
 
 def test_routing_uses_behaviour_groups():
     chains = [c.model_copy(update={"step_scores": [0.9, 0.9], "orm": 0.9})
-              for c in chains_of(GOOD, GOOD_OTHER_TEXT, GOOD.replace("a + b", "b + a"))]  # fmt: skip
+              for c in chains_of(GOOD, GOOD_OTHER_TEXT, GOOD.replace("a + b", "b + a"),
+                                 GOOD.replace("a + b", "sum((a, b))"))]  # fmt: skip
     groups = run(answer_groups(QUESTION, "code", chains))
     by_behaviour = classify_difficulty(chains, mu=1.0, sigma=0.5, groups=groups)
     by_text = classify_difficulty(chains, mu=1.0, sigma=0.5)
     assert by_behaviour.orm_confidence == 1.0 and by_behaviour.majority == GOOD
-    assert by_text.orm_confidence < 0.5  # three different texts look like three answers
+    assert by_text.orm_confidence < 0.5  # four different texts look like four answers
