@@ -123,7 +123,7 @@ class ReplaySolver(Solver):
     def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0):
         super().__init__(model=None)  # type: ignore[arg-type]
         self.store = store
-        self.by_question = {p.question: p.id for p in problems}
+        self.by_question = {p.question.strip(): p.id for p in problems}  # callers may strip the question
         self.offset = offset
 
     def at(self, offset: int) -> ReplaySolver:
@@ -132,7 +132,7 @@ class ReplaySolver(Solver):
         return replay
 
     async def asolve(self, question, *, k=None, family=None, on_chain=None, seed=None) -> SolverResult:
-        problem_id = self.by_question.get(question)
+        problem_id = self.by_question.get(question.strip())
         if problem_id is None:
             raise InputError("a paired run was asked a question it has no samples for")
         stored = self.store.chains(problem_id)[self.offset : self.offset + (k or 1)]
