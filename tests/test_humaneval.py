@@ -105,3 +105,34 @@ def test_bench_humaneval_end_to_end_and_hidden_tests_never_reach_an_agent(tmp_pa
         assert not any(json.dumps(line)[1:-1] in sent for line in hidden)
     printed = capsys.readouterr().out
     assert "| magicore@4 | 2 | 100.0% (2/2) |" in printed and "| sc@12 | 2 | 50.0% (1/2) |" in printed
+
+
+def test_solve_code_from_a_file(tmp_path):
+    """`magicore solve --task code --file prompt.py` against a real local server: the answer is
+    the program the behaviour vote chose, printed whole."""
+    import subprocess
+    import sys
+
+    prompt = tmp_path / "prompt.py"
+    prompt.write_text('def add(a: int, b: int) -> int:\n    """Add.\n    >>> add(2, 3)\n    5\n    """\n')
+    right = ["def add(a, b):\n    return a + b", "def add(x, y):\n    return y + x"]
+    wrong = "def add(a, b):\n    return a * b"
+    programs = [right[0], wrong, right[1], right[0]]  # two texts of one behaviour, three votes
+
+    def reply(body, i):
+        return f"Step 1: Add.\n```python\n{programs[i % 4]}\n```"
+
+    with MockServer(MockSettings(reply=reply, honour_n=False)) as server:
+        base = [sys.executable, "-m", "magicore.ui.cli", "solve", "--file", str(prompt), "--task", "code",
+                "--model", f"mock@{server.base_url}", "-k", "4"]  # fmt: skip
+        shown = subprocess.run([*base, "--method", "sc"], capture_output=True, text=True, timeout=300)
+        as_json = subprocess.run([*base, "--method", "magicore", "--reward", "execution", "--json"],
+                                 capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    head = shown.stdout.split("Method:")[0]
+    assert head in (f"Answer (program 1):\n{right[0]}\n", f"Answer (program 1):\n{right[1]}\n")
+    assert "Votes:  program 1: 3 (75%), program 2: 1 (25%)\n" in shown.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)
+    assert result["answer"] in right and result["reward"] == "execution"
+    assert sorted(result["votes"].values())[-1] > sorted(result["votes"].values())[0]  # right ones scored higher
