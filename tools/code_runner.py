@@ -15,7 +15,7 @@ import hashlib
 import json
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from magicore.tools.programs import CodeQuestion, Example, assemble, extra_inputs, parse_code_question
@@ -147,7 +147,6 @@ class ProgramRun:
     load_error: str | None = None
     load_traceback: str | None = None
     run_summary: str = ""  # the sandbox's status line
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def visible(self) -> list[CaseResult]:
