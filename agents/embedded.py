@@ -46,7 +46,7 @@ NAMED = {
 #: The default reward of each embedded model, from its judge's measured AUC on labelled
 #: GSM8K steps (docs/embedded.md): the judge joins the verifier only where it separates.
 DEFAULT_REWARD = {
-    weights.QWEN_CODER_1_5B.name: "verifier",
+    weights.QWEN_CODER_1_5B.name: "verifier",  # judge AUC 0.60 (94 GSM8K steps): below 0.7
     weights.SMOLLM2_NAME: "verifier",  # judge AUC 0.44: no better than chance
 }
 

@@ -55,6 +55,7 @@ from magicore.graphs.grouping import answer_groups
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.result import RunResult
 from magicore.graphs.state import Calibration, merge_usage
+from magicore.graphs.tracing import workflow_span
 from magicore.tools.errors import InputError
 from magicore.tools.rewards.base import RewardModel
 
@@ -189,7 +190,7 @@ async def run_bench(
     limit = asyncio.Semaphore(settings.concurrency)
     store = SampleStore(out)
     await _sample(problems, max(r.k for r in runs), settings, models, store, limit, progress, log)
-    replay = ReplaySolver(store, problems)
+    replay = ReplaySolver(store, problems, model=models.model)
     reward = None
     if {"magicore", "bok"} & {r.method for r in runs}:
         families = {FAMILIES.get(p.dataset) for p in problems}
@@ -231,8 +232,9 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
             entry = store.entries.get(problem.id)
             have = list(entry["chains"]) if entry else []
             try:
-                new = await sample_problem(solver, problem, k - len(have), settings.sample_seed + len(have),
-                                           family=entry.get("family") if entry else FAMILIES.get(problem.dataset))  # fmt: skip
+                with workflow_span("sample", problem.question):  # one trace per problem's sampling
+                    new = await sample_problem(solver, problem, k - len(have), settings.sample_seed + len(have),
+                                               family=entry.get("family") if entry else FAMILIES.get(problem.dataset))  # fmt: skip
             except Exception as error:  # one failing problem must not end the batch; a rerun retries it
                 log(f"sampling {problem.id} failed: {error}")
                 bar.update()

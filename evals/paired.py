@@ -6,7 +6,9 @@ and MAgICoRe@4 starts from the same 4. Differences between methods are then diff
 method, not of sampling luck, and MAgICoRe's extra cost is only its reviews and refinements.
 
 A replayed chain costs what it cost when it was sampled: the `ReplaySolver` charges each
-method the Solver usage of the chains it takes. Reward scores are cached per chain text
+method the Solver usage of the chains it takes. Traced, the sampling of a problem is its own
+`invoke_workflow sample` trace; a replayed Solver is an `invoke_agent solver` span with
+`magicore.replayed` set and no model call under it. Reward scores are cached per chain text
 (`scores.jsonl`), and a cached score is charged its original usage too, so a method's record
 shows what it would have cost run alone.
 """
@@ -26,6 +28,7 @@ from magicore.agents.prompts import choice_letters, detect_family
 from magicore.agents.solver import Solver, SolverResult
 from magicore.evals.bench_store import JsonlLog
 from magicore.evals.datasets import Problem
+from magicore.tools import telemetry
 from magicore.tools.errors import InputError
 from magicore.tools.llm import Usage, charge_usage, track_usage
 from magicore.tools.rewards.base import RewardModel
@@ -120,14 +123,14 @@ class ReplaySolver(Solver):
     """A Solver that returns a problem's stored chains (from `offset` on) instead of sampling,
     and charges their original usage."""
 
-    def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0):
-        super().__init__(model=None)  # type: ignore[arg-type]
+    def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0, model=None):
+        super().__init__(model=model)  # the model that sampled the chains (names the span)
         self.store = store
         self.by_question = {p.question.strip(): p.id for p in problems}  # callers may strip the question
         self.offset = offset
 
     def at(self, offset: int) -> ReplaySolver:
-        replay = ReplaySolver(self.store, [], offset=offset)
+        replay = ReplaySolver(self.store, [], offset=offset, model=self.model)
         replay.by_question = self.by_question
         return replay
 
@@ -142,13 +145,19 @@ class ReplaySolver(Solver):
         family = family or detect_family(question)
         choices = choice_letters(question) if family == "mcq" else None
         chains, usage = [], Usage()
-        for entry in stored:
-            chain = Chain.from_text(entry["text"], choices=choices, family=family, finish_reason=entry.get("finish_reason"))
-            chains.append(chain)
-            usage += _usage(entry.get("usage"))
-            if on_chain is not None:
-                on_chain(chain)
-        charge_usage(usage)
+        attributes = {"magicore.k": len(stored), "magicore.task_family": family, "magicore.replayed": True,
+                      "magicore.replay.offset": self.offset}  # fmt: skip
+        with telemetry.agent_span("solver", self.model, **attributes) as span:
+            for entry in stored:
+                chain = Chain.from_text(entry["text"], choices=choices, family=family,
+                                        finish_reason=entry.get("finish_reason"))
+                chains.append(chain)
+                usage += _usage(entry.get("usage"))
+                if on_chain is not None:
+                    on_chain(chain)
+            charge_usage(usage)
+            telemetry.set_attributes(span, {**telemetry.usage_attributes(usage),
+                                            "magicore.answers": [str(c.answer) for c in chains]})  # fmt: skip
         return SolverResult(chains=chains, usage=usage, family=family)
 
 

@@ -1,6 +1,8 @@
 """`magicore bench --trace`: every MAgICoRe problem is one trace under its own
 `invoke_workflow magicore` root, phase 1 (solve, score) and phase 2 (route, review, refine)
-alike, with the session id, the route events and the run's totals, as under `asolve`."""
+alike, with the session id, the route events and the run's totals, as under `asolve`; the
+sampling of a problem, shared by every configuration, is its own `invoke_workflow sample`
+trace."""
 
 from opentelemetry.trace import StatusCode
 
@@ -22,9 +24,19 @@ def phases(root):
     return [e.attributes["magicore.bench.phase"] for e in root.events if e.name == "magicore.bench.phase"]
 
 
+def split(roots):
+    sampling = [r for r in roots if r.name == "invoke_workflow sample"]
+    return sampling, [r for r in roots if r not in sampling]
+
+
 def test_batch_bench_gives_one_trace_per_problem_with_both_phases(tmp_path, spans):
-    records = bench(tmp_path, scripted(), methods=["magicore"])["magicore"]
+    records = bench(tmp_path, scripted(), methods=["magicore@4"])["magicore@4"]
     tree, roots = roots_and_tree(spans)
+    sampling, roots = split(roots)
+    assert len(sampling) == len(PROBLEMS)
+    for root in sampling:  # four chains, one request each
+        agents = tree.children(root, "invoke_agent solver")
+        assert len(agents) == 4 and all(len(tree.children(a, "chat ")) == 1 for a in agents)
     assert [r.name for r in roots] == ["invoke_workflow magicore"] * len(PROBLEMS)
     assert len({r.context.trace_id for r in roots}) == len({r.attributes["session.id"] for r in roots}) == 5
     by_calls = {}
@@ -32,7 +44,7 @@ def test_batch_bench_gives_one_trace_per_problem_with_both_phases(tmp_path, span
         assert root.status.status_code != StatusCode.ERROR
         assert phases(root) == [1, 2]  # phase 1 and phase 2 of the problem in the same root
         (solver,) = tree.children(root, "invoke_agent solver")
-        assert tree.children(solver, "chat ")
+        assert solver.attributes["magicore.replayed"] is True and not tree.children(solver, "chat ")
         assert len(tree.children(root, "execute_tool reward_model")) >= 4
         routes = [e for e in root.events if e.name == "magicore.route"]
         hard_per_round = [e.attributes["magicore.route.hard"] for e in routes]
@@ -50,18 +62,29 @@ def test_batch_bench_gives_one_trace_per_problem_with_both_phases(tmp_path, span
         assert not tree.children(easy, "invoke_agent reviewer") and easy.attributes["magicore.rounds"] == 0
 
 
-def test_a_problem_failing_in_phase_1_ends_its_root_as_an_error(tmp_path, spans):
-    records = bench(tmp_path, scripted(fail={"p3"}), methods=["magicore"])["magicore"]
-    assert records["p3"]["error"] and not records["p0"]["error"]
+def test_a_problem_failing_in_sampling_ends_its_sampling_root_as_an_error(tmp_path, spans):
+    records = bench(tmp_path, scripted(fail={"p3"}), methods=["magicore@4"])["magicore@4"]
+    assert "p3" not in records and not records["p0"]["error"]  # it waits for a rerun
     tree, roots = roots_and_tree(spans)
-    assert len(roots) == 5
+    sampling, roots = split(roots)
+    failed = [r for r in sampling if r.status.status_code == StatusCode.ERROR]
+    assert len(sampling) == 5 and len(failed) == 1 and failed[0].attributes["error.type"] == "ModelError"
+    assert len(roots) == 4 and all(phases(r) == [1, 2] for r in roots)
+
+
+def test_a_problem_failing_in_phase_1_ends_its_root_as_an_error(tmp_path, spans):
+    records = bench(tmp_path, scripted(reviewer_down=True), methods=["magicore@4"])["magicore@4"]
+    assert records[HARD]["error"] and not records["p0"]["error"]
+    tree, roots = roots_and_tree(spans)
+    _, roots = split(roots)
     failed = [r for r in roots if r.status.status_code == StatusCode.ERROR]
-    assert len(failed) == 1 and phases(failed[0]) == [1] and failed[0].attributes["error.type"] == "ModelError"
-    assert all(phases(r) == [1, 2] for r in roots if r is not failed[0])
+    assert len(roots) == 5 and len(failed) == 1 and phases(failed[0]) == [1, 2]
+    assert failed[0].attributes["error.type"] == "ModelError"
 
 
 def test_self_calibration_opens_the_root_in_its_single_phase(tmp_path, spans):
-    bench(tmp_path, scripted(), methods=["magicore"], calibration="self")
+    bench(tmp_path, scripted(), methods=["magicore@4"], calibration="self")
     tree, roots = roots_and_tree(spans)
+    _, roots = split(roots)
     assert [r.name for r in roots] == ["invoke_workflow magicore"] * len(PROBLEMS)
     assert all(phases(r) == [2] and tree.children(r, "invoke_agent solver") for r in roots)

@@ -159,6 +159,7 @@ def test_calibrate_then_solve_uses_the_saved_calibration(tmp_path):
         assert proc.returncode == 0, proc.stderr
         solved = json.loads(proc.stdout)
         assert solved["calibration"] == f"file:{path}"
+        assert "calibration_note" not in solved and "note:" not in proc.stderr  # a saved calibration needs no note
         (decision,) = solved["route"]
         # one answer: both confidences 1, so not hard although cond1 fails
         assert decision["cond1"] is False and decision["hard"] is False and decision["majority"] == "43"

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from magicore.ui.solve_command import SELF_CALIBRATION_NOTE
+
 from magicore.evals.mock_server import MockServer, MockSettings
 
 QUESTION = "Tom has 40 apples and buys 2 more. How many apples does he have?"
@@ -68,6 +70,9 @@ def test_magicore_json_reports_rounds_and_route(server):
     out = json.loads(proc.stdout)
     assert out["method"] == "magicore" and out["answer"] == "42" and out["rounds"] == 0
     assert out["reward"] == "verifier" and out["calibration"] == "self"
+    # no saved calibration: said in the JSON and on stderr, pointing to magicore calibrate
+    assert out["calibration_note"] == SELF_CALIBRATION_NOTE and "magicore calibrate" in SELF_CALIBRATION_NOTE
+    assert f"magicore: note: {SELF_CALIBRATION_NOTE}" in proc.stderr.splitlines()
     (decision,) = out["route"]
     assert decision == {"round": 0, "hard": False, "cond1": True, "orm_confidence": 1.0,
                         "prm_confidence": 1.0, "majority": "42"}
@@ -104,7 +109,12 @@ def test_model_that_answers_nothing_exits_3(method):
         proc = magicore("solve", QUESTION, "--model", s.base_url, "-k", "2", "--json", *method)
     assert proc.returncode == 3
     assert json.loads(proc.stdout)["answer"] is None
-    assert proc.stderr.strip() == "magicore: no answer: the model returned empty text in 2 samples"
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "magicore: no answer: the model returned empty text in 2 samples"
+    if "--method" not in method:  # MAgICoRe without a saved calibration says it used the question's own chains
+        assert lines[:-1] == [f"magicore: note: {SELF_CALIBRATION_NOTE}"]
+    else:
+        assert len(lines) == 1
 
 
 @pytest.mark.parametrize(
