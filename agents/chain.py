@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from magicore.tools.answers import extract_answer
+from magicore.tools.programs import extract_program
 from magicore.tools.rewards.base import chain_reward
 from magicore.tools.steps import MAX_SOLUTION_CHARS, bound_steps, split_steps
 
@@ -48,8 +49,11 @@ class Chain(BaseModel):
         return chain_reward(self.orm, steps)
 
     @classmethod
-    def from_text(cls, text: str, *, choices: str | None = None, **fields) -> Chain:
+    def from_text(cls, text: str, *, choices: str | None = None, family: str | None = None, **fields) -> Chain:
         """Parse a completion into steps and a final answer.
+
+        For the code family the answer is the program: the completion's last ```python block
+        (None without one).
 
         A completion cut off at the token limit (`finish_reason="length"`) states an answer only
         explicitly (`\\boxed{}`, "The answer is ..."): its last number belongs to an unfinished
@@ -60,6 +64,8 @@ class Chain(BaseModel):
         if len(text) > MAX_SOLUTION_CHARS:
             whole = f"the outcome score read {MAX_SOLUTION_CHARS:,} of its {len(text):,} characters"
             skipped = f"{skipped}; {whole}" if skipped else whole
+        if family == "code":
+            return cls(text=text, steps=steps, answer=extract_program(text), skipped=skipped, **fields)
         return cls(
             text=text,
             steps=steps,

@@ -1,6 +1,7 @@
 """The roles' prompt templates: YAML files in `prompts/`, one per role, a section per task family.
 
-Families: `word` (word problems), `math` (competition math), `mcq` (multiple choice).
+Families: `word` (word problems), `math` (competition math), `mcq` (multiple choice), `code`
+(a Python function to write from its signature and docstring; the answer is the program).
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from magicore.tools.programs import looks_like_code_question
 from magicore.tools.templates import render
 
-TaskFamily = Literal["word", "math", "mcq"]
-TASK_FAMILIES: tuple[str, ...] = ("word", "math", "mcq")
+TaskFamily = Literal["word", "math", "mcq", "code"]
+TASK_FAMILIES: tuple[str, ...] = ("word", "math", "mcq", "code")
 
 _MCQ_OPTIONS = re.compile(r"(?m)^\s*\(?([A-J])[).:]\s+\S")
 
@@ -22,8 +24,11 @@ def render_messages(role: str, family: str, **variables) -> list[tuple[str, str]
 
 
 def detect_family(question: str) -> TaskFamily:
-    """A best guess at the task family: options (A) (B) ... make it multiple choice; LaTeX
-    makes it competition math; anything else is a word problem."""
+    """A best guess at the task family: a function definition with a docstring makes it code;
+    options (A) (B) ... make it multiple choice; LaTeX makes it competition math; anything else
+    is a word problem."""
+    if looks_like_code_question(question):
+        return "code"
     if len(set(_MCQ_OPTIONS.findall(question))) >= 2:
         return "mcq"
     if re.search(r"\\[a-zA-Z]+|\$[^$]+\$|\^", question):

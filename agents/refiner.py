@@ -13,6 +13,7 @@ from magicore.tools.llm import Usage, sample
 ANSWER_FORMAT = {
     "mcq": "the letter of the correct option in \\boxed{}, for example: The answer is \\boxed{B}.",
     "math": "the final answer in \\boxed{}, simplified, for example: The answer is \\boxed{\\frac{3}{4}}.",
+    "code": "the complete corrected function, with its imports, in one ```python code block.",
 }
 DEFAULT_FORMAT = "the final answer in \\boxed{}, for example: The answer is \\boxed{42}."
 
@@ -40,7 +41,7 @@ class Refiner:
             )  # fmt: skip
             reply = completions[0]
             choices = choice_letters(question) if family == "mcq" else None
-            refined = Chain.from_text(reply.text, choices=choices, origin="refiner", round=round,
+            refined = Chain.from_text(reply.text, choices=choices, family=family, origin="refiner", round=round,
                                       parent=review.chain_index, finish_reason=reply.finish_reason,
                                       trace_link=reply.metadata.get("span"))  # fmt: skip
             telemetry.set_attributes(span, {**telemetry.usage_attributes(usage), "magicore.answer": str(refined.answer)})

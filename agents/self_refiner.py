@@ -76,5 +76,5 @@ class SelfRefiner:
             telemetry.set_attributes(span, telemetry.usage_attributes(usage))
         choices = choice_letters(question) if family == "mcq" else None
         reply = completions[0]
-        return Chain.from_text(reply.text, choices=choices, origin="refiner", round=round,
+        return Chain.from_text(reply.text, choices=choices, family=family, origin="refiner", round=round,
                                finish_reason=reply.finish_reason, trace_link=reply.metadata.get("span")), usage  # fmt: skip

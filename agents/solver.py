@@ -73,7 +73,7 @@ class Solver:
         messages = render_messages("solver", family, question=question)
 
         def parse(c: Completion) -> Chain:
-            return Chain.from_text(c.text, choices=choices, finish_reason=c.finish_reason,
+            return Chain.from_text(c.text, choices=choices, family=family, finish_reason=c.finish_reason,
                                    trace_link=c.metadata.get("span"))  # fmt: skip
 
         def arrived(c: Completion) -> None:

@@ -44,12 +44,14 @@ from magicore.evals.bench_store import (
     results_path,
     write_json_atomic,
 )
-from magicore.evals.datasets import Problem
+from magicore.evals.datasets import FAMILIES, Problem
+from magicore.evals.grading import graded
 from magicore.evals.paired import CachedReward, MethodRun, ReplaySolver, SampleStore, parse_configs, sample_problem
 from magicore.evals.progress import ProgressBar
 from magicore.graphs.aggregation import majority_vote
 from magicore.graphs.api import asolve
 from magicore.graphs.build import build_graph, normalize_method, resolve_reward
+from magicore.graphs.grouping import answer_groups
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.result import RunResult
 from magicore.graphs.state import Calibration, merge_usage
@@ -191,7 +193,9 @@ async def run_bench(
     replay = ReplaySolver(store, problems, model=models.model)
     reward = None
     if {"magicore", "bok"} & {r.method for r in runs}:
-        reward = CachedReward(resolve_reward(models.reward, models.model), out)
+        families = {FAMILIES.get(p.dataset) for p in problems}
+        family = families.pop() if len(families) == 1 else None  # the default reward suits the family
+        reward = CachedReward(resolve_reward(models.reward, models.model, family), out)
     results: dict[str, dict[str, dict]] = {}
     for run in runs:
         done = load_results(out, run.label)
@@ -230,7 +234,7 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
             try:
                 with workflow_span("sample", problem.question):  # one trace per problem's sampling
                     new = await sample_problem(solver, problem, k - len(have), settings.sample_seed + len(have),
-                                               family=entry.get("family") if entry else None)  # fmt: skip
+                                               family=entry.get("family") if entry else FAMILIES.get(problem.dataset))  # fmt: skip
             except Exception as error:  # one failing problem must not end the batch; a rerun retries it
                 log(f"sampling {problem.id} failed: {error}")
                 bar.update()
@@ -253,12 +257,13 @@ async def _run_baseline(run: MethodRun, todo, settings, models, reward, replay, 
         async with limit:
             started = time.perf_counter()
             try:
-                result = await asolve(problem.question, method=run.method, model=models.model, graph=graph)
+                result = await asolve(problem.question, method=run.method, model=models.model, graph=graph,
+                                      family=FAMILIES.get(problem.dataset))  # fmt: skip
                 record = make_record(problem, run.method, result, result.seconds, config=run.label, k=run.k)
             except Exception as error:  # one failing problem must not end the batch
                 record = make_record(problem, run.method, None, time.perf_counter() - started, error,
                                      config=run.label, k=run.k)  # fmt: skip
-            sink.append(record)
+            sink.append(await graded(problem, record))
             bar.update(record)
 
     try:
@@ -279,14 +284,16 @@ async def _run_self_refine(run: MethodRun, todo, settings, models, replay, sink,
         async with limit:
             started = time.perf_counter()
             try:
+                family = FAMILIES.get(problem.dataset)
                 results = await asyncio.gather(*(asolve(problem.question, method="self-refine", model=models.model,
-                                                        graph=g) for g in graphs))  # fmt: skip
-                result = combine_refined(problem.question, results, time.perf_counter() - started)
+                                                        graph=g, family=family) for g in graphs))  # fmt: skip
+                groups = await answer_groups(problem.question, family, results)
+                result = combine_refined(problem.question, results, time.perf_counter() - started, groups)
                 record = make_record(problem, "self-refine", result, result.seconds, config=run.label, k=run.k)
             except Exception as error:
                 record = make_record(problem, "self-refine", None, time.perf_counter() - started, error,
                                      config=run.label, k=run.k)  # fmt: skip
-            sink.append(record)
+            sink.append(await graded(problem, record))
             bar.update(record)
 
     try:
@@ -295,15 +302,17 @@ async def _run_self_refine(run: MethodRun, todo, settings, models, replay, sink,
         bar.close()
 
 
-def combine_refined(question: str, results: Sequence[RunResult], seconds: float) -> RunResult:
-    """k single-chain Self-Refine runs as one: the majority of their final answers, their summed
-    cost, and each run's drafts (tagged with the chain they started from)."""
+def combine_refined(question: str, results: Sequence[RunResult], seconds: float,
+                    groups: Sequence[str | None] | None = None) -> RunResult:  # fmt: skip
+    """k single-chain Self-Refine runs as one: the majority of their final answers (grouped by
+    `groups` when given: programs by behaviour), their summed cost, and each run's drafts
+    (tagged with the chain they started from)."""
 
     class _Final:
         def __init__(self, answer):
             self.answer = answer
 
-    vote = majority_vote([_Final(r.answer) for r in results])
+    vote = majority_vote([_Final(r.answer) for r in results], groups)
     usage: dict = {}
     for r in results:
         usage = merge_usage(usage, r.usage_by_role)

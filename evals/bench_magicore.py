@@ -16,6 +16,8 @@ import json
 import time
 
 from magicore.evals.bench_store import JsonlLog, make_record, write_json_atomic
+from magicore.evals.datasets import FAMILIES
+from magicore.evals.grading import graded
 from magicore.evals.datasets import Problem
 from magicore.evals.progress import ProgressBar
 from magicore.evals.thread_state import thread_state
@@ -45,6 +47,12 @@ async def first_chain(graph, config: dict):
                 if chain.origin == "solver" and chain.text == text and chain.scored:
                     return chain
     return None
+
+
+def _inputs(problem: Problem) -> dict:
+    """The graph's input for a problem: the question, and the dataset's task family if it has one."""
+    family = FAMILIES.get(problem.dataset)
+    return {"question": problem.question, **({"family": family} if family else {})}
 
 
 async def run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log, *,
@@ -86,7 +94,7 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
                         snapshot = await graph.aget_state(config)
                         stage = thread_state(snapshot, pause="route", passed="route").stage
                         if stage == "new":
-                            start: dict | str | None = {"question": problem.question}
+                            start: dict | str | None = _inputs(problem)
                         elif stage == "done":  # finished in an earlier run that stopped before logging it
                             start = "done"
                         else:  # resumed from the checkpoint; stored writes are not redone
@@ -111,6 +119,7 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
                     finally:
                         if root is not None:
                             root.end(result)
+                    record = await graded(problem, record)
                     sink.append(record)
                     bar.update(record)
 
@@ -153,7 +162,7 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
                     root = roots[problem.id] = Workflow("magicore", problem.question)
                     with root.active():
                         telemetry.add_event("magicore.bench.phase", {"magicore.bench.phase": 1})
-                        await _stream(pause, {"question": problem.question} if where.stage == "new" else None, config)
+                        await _stream(pause, _inputs(problem) if where.stage == "new" else None, config)
                     spent[problem.id] = time.perf_counter() - started
                 elif problem.id in known:  # phase 1 ran in an earlier run: count its time
                     spent[problem.id] = float(known[problem.id].get("seconds") or 0.0)

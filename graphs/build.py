@@ -49,14 +49,16 @@ def normalize_method(method: str) -> str:
     return name
 
 
-def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel) -> RewardModel:
+def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel, family: str | None = None) -> RewardModel:
+    """The reward model to use: `reward` itself, its spec built, or the default for the model
+    (and for the task family: the code family runs programs on the question's examples)."""
     from magicore.tools.rewards.spec import build_reward, default_reward_for
 
     if isinstance(reward, RewardModel):
         return reward
     from magicore.agents.backends import chat_model, parse_spec
 
-    return build_reward(reward or default_reward_for(judge_model), judge_model=judge_model,
+    return build_reward(reward or default_reward_for(judge_model, family), judge_model=judge_model,
                         make_model=lambda spec: chat_model(parse_spec(spec)))  # `judge:MODELSPEC`
 
 
@@ -92,6 +94,7 @@ def build_graph(
     saved_calibration: bool = True,
     solver: Solver | None = None,
     context_schema: type | None = None,
+    family: str | None = None,
 ):
     """Compile the graph of `method` ("magicore", "sc", "bok" or "self-refine").
 
@@ -114,6 +117,9 @@ def build_graph(
             replay stored chains through one).
         context_schema: the compiled graph's LangGraph context schema (what LangGraph Studio
             shows as a run's settings; graphs/studio.py). The nodes do not read it.
+        family: the task family the graph will mostly see; it only picks the default reward
+            (`execution` in place of `verifier` for code). The family of each run still comes
+            from the input state, or is guessed from the question.
     """
     method = normalize_method(method)
     model = chat_model_of(model)
@@ -126,7 +132,7 @@ def build_graph(
     if method == "sc":
         graph = self_consistency(solver, config, retry)
     elif method == "bok":
-        graph = best_of_k(solver, resolve_reward(reward, model), config, retry)
+        graph = best_of_k(solver, resolve_reward(reward, model, family), config, retry)
     elif method == "self-refine":
         # Self-Refine is one model critiquing and revising its own drafts: the Solver's model.
         agent = SelfRefiner(model, temperature=config.temperature, top_p=config.top_p,
@@ -134,16 +140,16 @@ def build_graph(
         graph = self_refine(solver, agent, config, retry)
     else:
         if saved_calibration and config.calibration is None:
-            found = find_saved_calibration(model, reward)
+            found = find_saved_calibration(model, reward, family)
             config = config.model_copy(update={"calibration": found}) if found else config
-        graph = _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools)
+        graph = _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools, family)
     if context_schema is not None:
         graph.context_schema = context_schema  # StateGraph keeps it as given; compile passes it on
     return graph.compile(checkpointer=checkpointer, name=name or f"magicore-{method}",
                          interrupt_before=interrupt_before)
 
 
-def find_saved_calibration(model: BaseChatModel, reward: RewardModel | str | None):
+def find_saved_calibration(model: BaseChatModel, reward: RewardModel | str | None, family: str | None = None):
     """The calibration saved for the model's spec and the reward spec, or None (a model not made
     by `chat_model`, or a RewardModel object, has no spec to look it up by)."""
     from magicore.graphs.calibration import load_calibration
@@ -153,10 +159,10 @@ def find_saved_calibration(model: BaseChatModel, reward: RewardModel | str | Non
     spec = metadata.get("magicore_spec")
     if not spec or isinstance(reward, RewardModel):
         return None
-    return load_calibration(spec, reward or default_reward_for(model))
+    return load_calibration(spec, reward or default_reward_for(model, family))
 
 
-def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools):
+def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retry, reviewer_tools, family=None):
     from magicore.graphs.evidence import VerifierEvidence, find_verifier
     from magicore.tools.rewards.verifier import ExecutionVerifier
 
@@ -168,7 +174,7 @@ def _magicore(solver, model, reviewer_model, refiner_model, reward, config, retr
         tools = (PythonSandboxTool(),)
     reviewer = Reviewer(reviewer_model or model, threshold=config.review_threshold, tools=tools, **params)
     refiner = Refiner(refiner_model or model, **params)
-    reward_model = resolve_reward(reward, model)
+    reward_model = resolve_reward(reward, model, family)
     # One verifier for scores and evidence, so the Reviewer reuses the checks the score node ran.
     verifier = find_verifier(reward_model) or ExecutionVerifier()
     return magicore_graph(solver, reviewer, refiner, reward_model, config, retry,

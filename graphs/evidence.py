@@ -1,8 +1,10 @@
-"""Tool evidence for the Reviewer: the execution verifier's re-computation of each step."""
+"""Tool evidence for the Reviewer: the execution verifier's re-computation of each step, or for
+code, the program's run on the question's visible examples (never hidden tests)."""
 
 from __future__ import annotations
 
 from magicore.agents.chain import Chain
+from magicore.tools.code_runner import PROGRAM_RUNS, ProgramRuns
 from magicore.tools.rewards.verifier import ExecutionVerifier
 
 
@@ -15,17 +17,29 @@ class VerifierEvidence:
     already checked these chains), so each review reads its evidence without a sandbox start.
     """
 
-    def __init__(self, verifier: ExecutionVerifier):
+    def __init__(self, verifier: ExecutionVerifier, runs: ProgramRuns | None = None):
         self.verifier = verifier
+        self.runs = runs or PROGRAM_RUNS
 
-    async def prepare(self, question: str, chains: list[Chain]) -> None:
+    async def prepare(self, question: str, chains: list[Chain], family: str | None = None) -> None:
+        if family == "code":
+            return  # each program runs once (remembered) when its evidence is asked for
         await self.verifier.aprepare(question, [c.steps for c in chains if c.steps])
 
-    async def __call__(self, question: str, chain: Chain) -> list[str]:
+    async def __call__(self, question: str, chain: Chain, family: str | None = None) -> list[str]:
+        if family == "code":
+            return await code_evidence(self.runs, question, chain)
         if not chain.steps:
             return []
         checks = await self.verifier.averify_steps(question, chain.steps)
         return [f"Step {c.index + 1}: {c.describe()}" for c in checks if c.claims]
+
+
+async def code_evidence(runs: ProgramRuns, question: str, chain: Chain) -> list[str]:
+    """The program's results on the question's visible examples: failing input, expected and
+    actual output, exception and traceback, timeout. The score node has usually run it already."""
+    run = await runs.get(question, chain.answer)
+    return run.evidence() if run is not None else []
 
 
 def find_verifier(reward) -> ExecutionVerifier | None:

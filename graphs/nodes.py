@@ -24,6 +24,7 @@ from magicore.graphs.aggregation import Vote, majority_vote, weighted_vote
 from magicore.graphs.calibration import self_calibration
 from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
+from magicore.graphs.grouping import answer_groups
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
 from magicore.tools import telemetry
@@ -110,11 +111,12 @@ def make_score(reward: RewardModel, config: MethodConfig):
     return graph_node(score)
 
 
-def vote(chains: list[Chain], how: Aggregation) -> Vote:
+def vote(chains: list[Chain], how: Aggregation, groups: list[str | None] | None = None) -> Vote:
+    """The method's vote; `groups` names each chain's answer group (graphs/grouping.py)."""
     if how == "majority":
-        return majority_vote(chains)
+        return majority_vote(chains, groups)
     if how == "weighted":
-        return weighted_vote(chains, chain_r)
+        return weighted_vote(chains, chain_r, groups)
     best = max((c for c in chains if c.parsed), key=chain_r, default=None)  # Best-of-k
     if best is None:
         return Vote(answer=None)
@@ -127,7 +129,8 @@ def make_aggregate(how: Aggregation):
         chains = state.get("pool")
         if not chains:  # Self-Consistency votes over the samples as drawn: they are its pool
             chains = update["pool"] = list(state.get("pending") or [])
-        result = vote(chains, how)
+        groups = None if how == "best" else await answer_groups(state["question"], state.get("family"), chains)
+        result = vote(chains, how, groups)
         return {**update, "answer": result.answer, "votes": result.weights}
 
     return graph_node(aggregate)
@@ -144,8 +147,9 @@ def make_route(config: MethodConfig, evidence=None):
     async def route(state: State, writer: StreamWriter) -> dict:
         pool = state["pool"]
         cal = state.get("calibration") or config.calibration or self_calibration(pool)
+        groups = await answer_groups(state["question"], state.get("family"), pool)
         d = classify_difficulty(pool, cal.mu, cal.sigma, z_threshold=config.z_threshold,
-                                confidence_threshold=config.confidence_threshold)
+                                confidence_threshold=config.confidence_threshold, groups=groups)
         decision = RouteDecision(round=state.get("round", 0), hard=d.hard, cond1=d.cond1, mean_z=d.mean_z,
                                  orm_confidence=d.orm_confidence, prm_confidence=d.prm_confidence,
                                  majority=d.majority, calibration=cal.source)  # fmt: skip
@@ -153,7 +157,7 @@ def make_route(config: MethodConfig, evidence=None):
         if will_refine and evidence is not None and hasattr(evidence, "prepare"):
             chains = to_refine(state, decision.round)
             with telemetry.tool_span("evidence", **{"magicore.round": decision.round, "magicore.chains": len(chains)}):
-                await evidence.prepare(state["question"], chains)  # one batched check before the fan-out
+                await evidence.prepare(state["question"], chains, family=state.get("family"))  # one batched check before the fan-out
         telemetry.add_event("magicore.route", {
             "magicore.round": decision.round, "magicore.route.hard": d.hard, "magicore.route.cond1": d.cond1,
             "magicore.route.mean_z": d.mean_z, "magicore.route.orm_confidence": d.orm_confidence,
@@ -181,7 +185,7 @@ def make_route(config: MethodConfig, evidence=None):
 def make_review(reviewer: Reviewer, evidence: Callable | None):
     async def review(branch: BranchState, writer: StreamWriter) -> Command:
         chain = branch["chain"]
-        lines = await evidence(branch["question"], chain) if evidence else []
+        lines = await evidence(branch["question"], chain, family=branch["family"]) if evidence else []
         result, used = await reviewer.areview(branch["question"], chain, index=branch["index"],
                                               evidence=lines, family=branch["family"])  # fmt: skip
         result = result.model_copy(update={"round": branch["round"]})

@@ -9,7 +9,8 @@ R = ORM + prod(step scores) per chain (a chain without a parsable answer has ste
 - hard iff cond1 fails AND (either confidence < 0.5).
 
 Choices where the reference is silent or quirky, stated here once:
-- Answers are grouped by equivalence ("1,000" and "1000" are one answer), not by exact string.
+- Answers are grouped by equivalence ("1,000" and "1000" are one answer), not by exact string;
+  programs (the code family) by behaviour, given as `groups` (graphs/grouping.py).
 - As in the reference, chains without an answer form one more prediction bucket in cond2's
   distributions; they cannot be the majority answer (the majority is over stated answers).
 - When no chain states an answer there is no majority: cond1 fails.
@@ -86,15 +87,17 @@ def classify_difficulty(
     *,
     z_threshold: float = Z_THRESHOLD,
     confidence_threshold: float = CONFIDENCE_THRESHOLD,
+    groups: Sequence[str | None] | None = None,
 ) -> Difficulty:
     """Whether a question is hard, from its scored chains and the calibration (mu, sigma).
 
     The thresholds are the reference's: cond1 is mean z >= `z_threshold` (0), cond2 is both
-    confidences >= `confidence_threshold` (0.5).
+    confidences >= `confidence_threshold` (0.5). `groups` gives each chain's group
+    representative when the task family groups its own way (by answer equivalence otherwise).
     """
     if not chains:
         raise ValueError("no chains to classify")
-    reps = group_answers(c.answer for c in chains)
+    reps = list(groups) if groups is not None else group_answers(c.answer for c in chains)
     majority = majority_of(reps)
 
     z_scores = [

@@ -23,6 +23,8 @@ _EXPORTS = {
     "RewardModel": "magicore.tools.rewards.base",
     "chain_reward": "magicore.tools.rewards.base",
     "ExecutionVerifier": "magicore.tools.rewards.verifier",
+    "ExecutionReward": "magicore.tools.rewards.execution",
+    "extract_program": "magicore.tools.programs",
     "LLMJudge": "magicore.tools.rewards.judge",
     "VLLMRewardModel": "magicore.tools.rewards.vllm",
     "CombinedReward": "magicore.tools.rewards.combine",

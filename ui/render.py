@@ -17,12 +17,22 @@ def route_summary(result: RunResult) -> str:
     return f"hard: {result.rounds} refinement round(s), then {end}"
 
 
+def _label(answer: str, programs: list[str]) -> str:
+    """An answer as the vote shows it: a program (several lines) by its number."""
+    return f"program {programs.index(answer) + 1}" if answer in programs else answer
+
+
 def print_result(result: RunResult, *, show_samples: bool = False) -> None:
-    print(f"Answer: {result.answer if result.answer is not None else '(none)'}")
+    programs = [a for a in result.votes if "\n" in a]
+    if result.answer is not None and "\n" in result.answer:  # a program (code family)
+        print(f"Answer ({_label(result.answer, programs) if programs else 'program'}):\n{result.answer}")
+    else:
+        print(f"Answer: {result.answer if result.answer is not None else '(none)'}")
     print(f"Method: {result.method} ({route_summary(result)})")
     if result.votes:
         total = sum(result.votes.values()) or 1.0
-        parts = [f"{answer}: {weight:.3g} ({weight / total:.0%})" for answer, weight in result.votes.items()]
+        parts = [f"{_label(answer, programs)}: {weight:.3g} ({weight / total:.0%})"
+                 for answer, weight in result.votes.items()]  # fmt: skip
         print(f"Votes:  {', '.join(parts)}")
     unparsed = sum(1 for c in result.chains if c.answer is None)
     if unparsed:

@@ -16,8 +16,9 @@ class Runtime:
     reward_spec: str
 
 
-def runtime_from_args(args) -> Runtime:
-    """Models per role (each defaulting to --model) and the reward spec in effect."""
+def runtime_from_args(args, family: str | None = None) -> Runtime:
+    """Models per role (each defaulting to --model) and the reward spec in effect (the default
+    suits the task `family`: programs run on their examples for code)."""
     from magicore.agents.backends import chat_model, resolve_spec
     from magicore.tools.rewards.spec import check_reward_spec, default_reward_for
 
@@ -40,5 +41,5 @@ def runtime_from_args(args) -> Runtime:
     solver, solver_spec = make(getattr(args, "solver_model", None) or args.model)
     reviewer, _ = make(getattr(args, "reviewer_model", None) or args.model)
     refiner, _ = make(getattr(args, "refiner_model", None) or args.model)
-    reward_spec = args.reward or default_reward_for(solver)
+    reward_spec = args.reward or default_reward_for(solver, family)
     return Runtime(solver, reviewer, refiner, solver_spec, reward_spec)

@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=positive_int, default=None,
                         help="token limit per completion (default 1024 for the embedded model, 4096 for a server)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
-    parser.add_argument("--task", choices=["auto", "word", "math", "mcq"], default="auto",
-                        help="task family for the prompts (default: guessed from the question)")
+    parser.add_argument("--task", choices=["auto", "word", "math", "mcq", "code"], default="auto",
+                        help="task family for the prompts (default: guessed from the question; code: a "
+                             "Python function signature with a docstring, answered with a program)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--show-samples", action="store_true", help="print every chain of the final pool")
     parser.add_argument("--reviewer-tools", action="store_true",
@@ -77,6 +78,7 @@ SELF_CALIBRATION_NOTE = (
 def run(args) -> int:
     import json
 
+    from magicore.agents.prompts import detect_family
     from magicore.agents.questions import check_question
     from magicore.graphs.api import asolve
     from magicore.ui import interrupt
@@ -92,13 +94,14 @@ def run(args) -> int:
     rounds = {} if args.rounds is None else {"rounds": args.rounds, "self_refine_rounds": max(args.rounds, 1)}
     config = method_config(k=args.k or 8, temperature=args.temperature, top_p=args.top_p,
                            max_tokens=args.max_tokens, seed=args.seed, **rounds)  # fmt: skip
-    rt = runtime_from_args(args)
+    family = detect_family(question) if args.task == "auto" else args.task
+    rt = runtime_from_args(args, family)
     progress = Progress(config.k if args.method != "self-refine" else 1)
     try:
         result = interrupt.run(asolve(
             question, method=args.method, model=rt.model, reviewer_model=rt.reviewer_model,
             refiner_model=rt.refiner_model, reward=rt.reward_spec if args.method in ("magicore", "bok") else None,
-            config=config, family=None if args.task == "auto" else args.task,
+            config=config, family=family,
             on_event=progress, reviewer_tools=args.reviewer_tools,
         ))  # fmt: skip
     finally:

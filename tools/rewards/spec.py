@@ -8,6 +8,7 @@ Grammar (the CLI's `--reward`):
            | TERM ("+" TERM)*              mean of the scores
            | TERM ("&" TERM)*              minimum of the scores
     TERM  := verifier                      execution verifier (sandboxed re-computation)
+           | execution                     code: the program run on the question's examples
            | judge                         the solver's model as an LLM judge (logprobs)
            | judge:MODELSPEC               another model as the judge, e.g. judge:openai:gpt-4o
            | vllm:MODEL@URL                a vLLM pooling reward model (Qwen2.5-Math-PRM style
@@ -38,16 +39,25 @@ CAPABLE_DEFAULT = "prm=judge*verifier,orm=judge"
 _OPS = {"*": "product", "+": "mean", "&": "min"}
 
 
-def default_reward_spec(provider: str | None) -> str:
+def default_reward_spec(provider: str | None, family: str | None = None) -> str:
     """The default reward for a solver backend ("llama.cpp" is the embedded model)."""
-    return EMBEDDED_DEFAULT if provider in ("llama.cpp", "embedded") else CAPABLE_DEFAULT
+    spec = EMBEDDED_DEFAULT if provider in ("llama.cpp", "embedded") else CAPABLE_DEFAULT
+    return for_family(spec, family)
 
 
-def default_reward_for(model: BaseChatModel) -> str:
+def for_family(spec: str, family: str | None) -> str:
+    """A default spec adapted to a task family: for code, running the program on the question's
+    examples (`execution`) takes the place of re-computing arithmetic (`verifier`)."""
+    return re.sub(r"\bverifier\b", "execution", spec) if family == "code" else spec
+
+
+def default_reward_for(model: BaseChatModel, family: str | None = None) -> str:
     """The default reward for a chat model: what its embedded model's measurements chose
-    (metadata `magicore_default_reward`, set by `chat_model`), else by its backend."""
+    (metadata `magicore_default_reward`, set by `chat_model`), else by its backend; for the
+    code family, with `execution` in place of `verifier`."""
     metadata = model.metadata or {}
-    return metadata.get("magicore_default_reward") or default_reward_spec(metadata.get("magicore_provider"))
+    chosen = metadata.get("magicore_default_reward")
+    return for_family(chosen, family) if chosen else default_reward_spec(metadata.get("magicore_provider"), family)
 
 
 def _split_terms(text: str) -> tuple[list[str], str]:
@@ -85,9 +95,9 @@ def parse_reward_spec(spec: str) -> tuple[tuple[list[str], str], tuple[list[str]
     return found["prm"], found["orm"]
 
 
-_TERM = re.compile(r"^(verifier|judge|judge:.+|const:.+|(vllm|shepherd):.+@https?://\S+)$")
+_TERM = re.compile(r"^(verifier|execution|judge|judge:.+|const:.+|(vllm|shepherd):.+@https?://\S+)$")
 _UNKNOWN = (
-    "unknown reward backend '{}': use verifier, judge, judge:MODELSPEC, vllm:MODEL@URL, "
+    "unknown reward backend '{}': use verifier, execution, judge, judge:MODELSPEC, vllm:MODEL@URL, "
     "shepherd:MODEL@URL or const:X"
 )
 
@@ -136,6 +146,10 @@ def _make_term(text, role, judge_model, make_model, timeout) -> RewardModel:
         from magicore.tools.rewards.verifier import ExecutionVerifier
 
         return ExecutionVerifier()
+    if text == "execution":
+        from magicore.tools.rewards.execution import ExecutionReward
+
+        return ExecutionReward()
     if text == "judge" or text.startswith("judge:"):
         from magicore.tools.rewards.judge import LLMJudge
 

@@ -75,7 +75,9 @@ def prepare_turn(question: str, settings: Settings) -> Turn:
     model = cached_model(spec, settings.timeout, settings.max_tokens)
     # the calibration file is keyed like the CLI's: by the normalized spec
     cal_key = str(parse_spec(spec)) if settings.backend != "factory" else spec
-    reward = (settings.reward or default_reward_for(model)) if scored else None
+    from magicore.agents.prompts import detect_family
+
+    reward = (settings.reward or default_reward_for(model, detect_family(question))) if scored else None
     try:
         config = MethodConfig(k=settings.k if method != "self-refine" else 1, rounds=settings.rounds,
                               self_refine_rounds=max(settings.rounds, 1), temperature=settings.temperature,

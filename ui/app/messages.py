@@ -51,6 +51,9 @@ def render_answer(reply: dict) -> None:
     answer = reply.get("answer")
     if answer is None:
         st.warning("No answer: no chain stated a parsable final answer.")
+    elif "\n" in str(answer):  # a program (code questions)
+        st.markdown("**Answer**: the program")
+        st.code(str(answer), language="python")
     else:
         share = vote_share(reply)
         left, right = st.columns([3, 1])

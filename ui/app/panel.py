@@ -1,5 +1,6 @@
 """The status panel: samples drawn, the candidate table, the easy/hard decisions, each
-refinement round (feedback and a diff of the revision), and the final vote.
+refinement round (feedback and a diff of the revision; for code, the test results on the
+question's examples and a diff of the program), and the final vote.
 
 `LivePanel` redraws only the sections an event changed while a problem runs; `render_panel`
 draws a stored `Progress` at once (a reloaded conversation).
@@ -13,6 +14,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from magicore.tools.programs import extract_program
 from magicore.ui.app.progress import FINAL, SAMPLES, TABLE, WRITING, Progress
 
 # Excel's red-yellow-green scale: 0 (surely wrong) .. 1 (surely right)
@@ -118,14 +120,22 @@ def _render_chain(chain: dict, self_refine: bool) -> None:
         st.markdown(who + (f" · low-scoring steps: {', '.join(map(str, low))}" if low else ""))
         with st.container(border=True):
             st.markdown(md(chain["feedback"]) or "(empty)")
-        if chain.get("evidence"):
+        if chain.get("evidence") and any("\n" in line or line.startswith("ran the program") for line in chain["evidence"]):
+            st.caption("Test results on the question's examples")  # a program's run (code family)
+            st.code("\n".join(chain["evidence"]), language=None)
+        elif chain.get("evidence"):
             st.caption("Tool evidence: " + md("; ".join(chain["evidence"])))
         if chain.get("done"):
             st.caption("The feedback says the solution is correct: stop.")
     if "text" in chain:
         answer = chain.get("answer")
-        st.markdown(f"**{'Revision' if self_refine else 'Refiner'}** → answer `{answer if answer is not None else '(none)'}`")
-        st.code(revision_diff(chain.get("previous", ""), chain["text"]), language="diff")
+        before = extract_program(chain.get("previous", ""))
+        if answer is not None and "\n" in answer and before is not None:  # a program: diff the code
+            st.markdown(f"**{'Revision' if self_refine else 'Refiner'}** → the program, as changed")
+            st.code(revision_diff(before, answer), language="diff")
+        else:
+            st.markdown(f"**{'Revision' if self_refine else 'Refiner'}** → answer `{answer if answer is not None else '(none)'}`")
+            st.code(revision_diff(chain.get("previous", ""), chain["text"]), language="diff")
     elif "feedback" in chain and not chain.get("done"):
         st.caption("Waiting for the revision…")
     elif not chain:
