@@ -189,9 +189,10 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
         else:
             if status < 400:
                 return json.loads(raw)
+            httpx = _httpx_module()
             reply = httpx.Response(status, content=raw, headers=response_headers, request=httpx.Request("POST", url))
             failure = model.root_async_client._make_status_error_from_response(reply)
-            if last or not (status in _RETRY_STATUS or status >= 500):
+            if last or not (status in RETRY_STATUS or status >= 500):
                 raise failure
             asked = model.root_async_client._parse_retry_after_header(reply.headers)  # the SDK's reading
             if asked is not None and math.isfinite(asked) and asked > 0:

@@ -87,7 +87,10 @@ def _listen(host: str, port: int):
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+        from magicore.tools.errors import SetupError
+
+        # the machine's state, not the command line: a runtime error (exit code 1)
+        raise SetupError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

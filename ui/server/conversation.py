@@ -110,7 +110,7 @@ async def _postgres(url: str) -> AsyncIterator:
         await probe.close()
     except psycopg.Error as error:
         reason = " ".join(str(error).split()) or type(error).__name__
-        raise InputError(f"cannot connect to the conversation store {redact(url)}: {reason}") from None
+        raise SetupError(f"cannot connect to the conversation store {redact(url)}: {reason}") from None
     # AsyncPostgresSaver needs autocommit connections that return rows as dicts.
     kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     pool = AsyncConnectionPool(url, min_size=1, max_size=10, kwargs=kwargs, open=False)
