@@ -82,12 +82,18 @@ def _usage(d: dict | None) -> Usage:
                  int(d.get("output_tokens", 0)))  # fmt: skip
 
 
-class SampleStore:
-    """`samples.jsonl`: per problem, the chains sampled once for every configuration."""
+class StoredChains:
+    """Problems' sampled chains held in memory: what `ReplaySolver` reads (`has`, `chains`).
+    A Ray worker gets each problem's chains from the driver this way and writes nothing."""
 
-    def __init__(self, out: Path):
-        self.log = JsonlLog(Path(out) / SAMPLES_FILE)
-        self.entries: dict[str, dict] = {e["id"]: e for e in self.log.read() if "id" in e}
+    def __init__(self, entries: dict[str, dict] | None = None):
+        self.entries: dict[str, dict] = dict(entries or {})
+
+    def put(self, problem_id: str, chains: Sequence[dict]) -> None:
+        self.entries[problem_id] = {"id": problem_id, "chains": list(chains)}
+
+    def drop(self, problem_id: str) -> None:
+        self.entries.pop(problem_id, None)
 
     def has(self, problem_id: str, k: int) -> bool:
         entry = self.entries.get(problem_id)
@@ -96,8 +102,22 @@ class SampleStore:
     def chains(self, problem_id: str) -> list[dict]:
         entry = self.entries.get(problem_id)
         if entry is None:
-            raise InputError(f"problem {problem_id} has no sampled chains in {self.log.path}")
+            raise InputError(f"problem {problem_id} has no sampled chains{self._where()}")
         return entry["chains"]
+
+    def _where(self) -> str:
+        return ""
+
+
+class SampleStore(StoredChains):
+    """`samples.jsonl`: per problem, the chains sampled once for every configuration."""
+
+    def __init__(self, out: Path):
+        self.log = JsonlLog(Path(out) / SAMPLES_FILE)
+        super().__init__({e["id"]: e for e in self.log.read() if "id" in e})
+
+    def _where(self) -> str:
+        return f" in {self.log.path}"
 
     def add(self, entry: dict) -> None:
         self.log.append(entry)
@@ -119,15 +139,28 @@ async def sample_problem(solver: Solver, problem: Problem, k: int, seed: int, fa
     return {"id": problem.id, "family": family, "k": k, "seed": seed, "chains": list(chains)}
 
 
+async def sample_missing(solver: Solver, problem: Problem, entry: dict | None, k: int, sample_seed: int) -> dict:
+    """A problem's `samples.jsonl` entry with `k` chains: the stored `entry`'s chains, then the
+    missing ones sampled (chain i with seed `sample_seed + i`)."""
+    have = list(entry["chains"]) if entry else []
+    new = await sample_problem(solver, problem, k - len(have), sample_seed + len(have),
+                               family=entry.get("family") if entry else None)  # fmt: skip
+    return {**new, "k": k, "seed": sample_seed, "chains": have + new["chains"]}
+
+
 class ReplaySolver(Solver):
     """A Solver that returns a problem's stored chains (from `offset` on) instead of sampling,
     and charges their original usage."""
 
-    def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0, model=None):
+    def __init__(self, store: StoredChains, problems: Sequence[Problem], *, offset: int = 0, model=None):
         super().__init__(model=model)  # the model that sampled the chains (names the span)
         self.store = store
         self.by_question = {p.question: p.id for p in problems}
         self.offset = offset
+
+    def know(self, problem: Problem) -> None:
+        """Answer `problem`'s question from the store (shared with every `at` of this solver)."""
+        self.by_question[problem.question] = problem.id
 
     def at(self, offset: int) -> ReplaySolver:
         replay = ReplaySolver(self.store, [], offset=offset, model=self.model)
