@@ -220,7 +220,7 @@ def test_cli_bench_engine_ray(tmp_path, local_ray, capsys):
 
 
 def test_ray_options_without_the_ray_engine_are_a_usage_error(tmp_path, capsys):
-    assert main(["bench", "--out", str(tmp_path), "--workers", "2"]) == 1
+    assert main(["bench", "--out", str(tmp_path), "--workers", "2"]) == 2  # a usage error
     assert "--address and --workers apply to --engine ray only" in capsys.readouterr().err
 
 
@@ -235,7 +235,7 @@ def test_an_unreachable_ray_address_is_one_sentence(tmp_path, capsys):
         code = main(["bench", "--dataset", "svamp", "--data", str(data), "--methods", "sc", "--model",
                      f"mock@{server.base_url}", "--out", str(tmp_path / "o"), "--engine", "ray",
                      "--address", f"127.0.0.1:{free_port()}"])  # fmt: skip
-    assert code == 1
+    assert code == 2  # bad input: a usage error
     assert capsys.readouterr().err.strip().startswith("magicore: error: cannot reach the Ray cluster at 127.0.0.1:")
 
 
