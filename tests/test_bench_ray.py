@@ -274,3 +274,26 @@ def test_a_run_begun_on_one_engine_is_finished_on_the_other(tmp_path, local_ray,
     else:  # the Ray engine saves states paused before "route": only phase 2 runs again
         phase1 = sum(r["usage_by_role"].get("solver", {}).get("requests", 0) for r in cut)  # replayed, not asked
         assert again == sum(r["requests"] for r in cut) - phase1
+
+
+def test_a_problem_whose_sampling_fails_waits_for_a_rerun(tmp_path, local_ray):
+    broken = {"on": True}
+    replies = Replies()
+
+    def reply(body, counter):  # the server fails every request about q2 while broken
+        if broken["on"] and "Ann has 2 pens" in json.dumps(body.get("messages")):
+            raise RuntimeError("the server failed")
+        return replies(body, counter)
+
+    with MockServer(MockSettings(reply=reply)) as server:
+        logs: list[str] = []
+        first = asyncio.run(run_bench_ray(PROBLEMS, settings(["sc@2"]), models_for(server), specs_for(server),
+                                          tmp_path, workers=2, progress=False, log=logs.append))["sc@2"]  # fmt: skip
+        assert any(line.startswith("sampling q2 failed: ") for line in logs), logs
+        assert sorted(first) == sorted(p.id for p in PROBLEMS if p.id != "q2")  # q2 has no record, not an error
+        assert '"id": "q2"' not in (tmp_path / "samples.jsonl").read_text()
+        broken["on"] = False
+        again = asyncio.run(run_bench_ray(PROBLEMS, settings(["sc@2"]), models_for(server), specs_for(server),
+                                          tmp_path, workers=2, progress=False, log=lambda _t: None))["sc@2"]  # fmt: skip
+    assert sorted(again) == sorted(p.id for p in PROBLEMS) and again["q2"]["error"] is None
+    assert without_timing({i: r for i, r in again.items() if i != "q2"}) == without_timing(first)
