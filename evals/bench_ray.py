@@ -26,7 +26,7 @@ from pathlib import Path
 from magicore.evals.bench import CALIBRATION_MODES, BenchSettings, Models, prepare_out
 from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path
 from magicore.evals.datasets import Problem
-from magicore.evals.paired import SampleStore, parse_configs
+from magicore.evals.paired import SampleStore, ScoreLog, parse_configs
 from magicore.evals.progress import ProgressBar
 from magicore.evals.ray_worker import (
     PAUSE_BEFORE,
@@ -241,6 +241,7 @@ async def run_bench_ray(
     size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     pool = WorkerPool(specs, settings.config_values(), size, log)
     store = SampleStore(out)
+    scores = ScoreLog(out)
     results: dict[str, dict[str, dict]] = {}
     try:
         seconds, nodes = await pool.ready()
@@ -257,10 +258,11 @@ async def run_bench_ray(
                 log(f"{run.label}: nothing to run ({len(done)} of {len(problems)} problems done)")
             sink = JsonlLog(results_path(out, run.label))
             if todo and run.method == "magicore" and settings.calibration == "batch":
-                await _magicore_batch(pool, run, problems, todo, settings, models, store, out, sink, progress, log)
+                await _magicore_batch(pool, run, problems, todo, settings, models, store, scores, out, sink, progress,
+                                      log)  # fmt: skip
             elif todo:
                 fixed = models.saved_calibration if run.method == "magicore" else None
-                await _simple(pool, run, todo, store, sink, settings.concurrency, progress, fixed)
+                await _simple(pool, run, todo, store, scores, sink, settings.concurrency, progress, fixed)
             results[run.label] = load_results(out, run.label)
     finally:
         pool.shutdown()
@@ -297,18 +299,19 @@ async def _sample(pool, problems, k, settings, store, progress, log) -> None:
         bar.close()
 
 
-async def _simple(pool, run, todo, store, sink, per_worker, progress, calibration) -> None:
+async def _simple(pool, run, todo, store, scores, sink, per_worker, progress, calibration) -> None:
     """A baseline, Self-Refine, or MAgICoRe with a fixed (saved) or its own calibration: one
     call a problem, with its stored chains."""
     bar = ProgressBar(len(todo), run.label, progress)
 
-    async def on_result(problem, record):
-        sink.append(record)
-        bar.update(record)
+    async def on_result(problem, reply):
+        scores.add(reply["scores"])
+        sink.append(reply["record"])
+        bar.update(reply["record"])
 
     async def on_lost(problem, why):
-        await on_result(problem, make_record(problem, run.method, None, None, MagicoreError(why),
-                                             config=run.label, k=run.k))  # fmt: skip
+        await on_result(problem, {"record": make_record(problem, run.method, None, None, MagicoreError(why),
+                                                        config=run.label, k=run.k), "scores": []})  # fmt: skip
 
     def call(worker, problem):
         return worker.run.remote(run.method, run.k, problem, _chains(store, problem, run.k), calibration)
@@ -325,7 +328,8 @@ def _chains(store, problem: Problem, k: int) -> list[dict]:
     return store.chains(problem.id)[:k]
 
 
-async def _magicore_batch(pool, run, problems, todo, settings, models, samples, out, sink, progress, log) -> None:
+async def _magicore_batch(pool, run, problems, todo, settings, models, samples, scores, out, sink, progress,
+                          log) -> None:  # fmt: skip
     from magicore.evals.bench_magicore import batch_calibration
     from magicore.graphs.api import result_from_state
     from magicore.graphs.build import build_graph, resolve_reward
@@ -361,6 +365,7 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
         bar = ProgressBar(len(phase1), f"{label} 1/2 solve+score", progress)
 
         async def saved(problem, reply):
+            scores.add(reply.get("scores", []))
             if "error" in reply:
                 failed.add(problem.id)
                 sink.append(reply["error"])
@@ -391,12 +396,13 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
         remaining = [p for p in todo if p.id in paused and p.id not in failed]
         bar = ProgressBar(len(remaining), f"{label} 2/2 route+refine", progress)
 
-        async def finished(problem, record):
-            sink.append(record)
-            bar.update(record)
+        async def finished(problem, reply):
+            scores.add(reply["scores"])
+            sink.append(reply["record"])
+            bar.update(reply["record"])
 
         async def lost2(problem, why):
-            await finished(problem, error_record(problem, why))
+            await finished(problem, {"record": error_record(problem, why), "scores": []})
 
         states = {p.id: await export_checkpoint(saver, thread_config(p, label)) for p in remaining}
 

@@ -199,13 +199,21 @@ def _key(*parts: str) -> str:
 
 class CachedReward(RewardModel):
     """A reward model whose scores are kept per (question, chain) in `scores.jsonl`; a cached
-    score is charged the usage it cost when computed."""
+    score is charged the usage it cost when computed. Without `out` (a Ray worker, which writes
+    nothing) the scores stay in memory and `take_fresh` hands the new ones to whoever writes them."""
 
-    def __init__(self, inner: RewardModel, out: Path):
+    def __init__(self, inner: RewardModel, out: Path | None):
         self.inner = inner
         self.name = inner.name
-        self.log = JsonlLog(Path(out) / SCORES_FILE)
-        self.cache: dict[str, dict] = {e["key"]: e for e in self.log.read() if e.get("reward") == inner.name}
+        self.log = JsonlLog(Path(out) / SCORES_FILE) if out is not None else None
+        self.fresh: list[dict] = []
+        entries = self.log.read() if self.log else []
+        self.cache: dict[str, dict] = {e["key"]: e for e in entries if e.get("reward") == inner.name}
+
+    def take_fresh(self) -> list[dict]:
+        """The scores computed since the last call (kept in memory only)."""
+        fresh, self.fresh = self.fresh, []
+        return fresh
 
     async def _cached(self, key: str, compute):
         hit = self.cache.get(key)
@@ -216,7 +224,10 @@ class CachedReward(RewardModel):
             value, parts = await compute()
         entry = {"key": key, "reward": self.name, "value": value, "parts": parts, "usage": usage_dict(used)}
         self.cache[key] = entry
-        self.log.append(entry)
+        if self.log is not None:
+            self.log.append(entry)
+        else:
+            self.fresh.append(entry)
         return value, parts
 
     async def aprepare(self, question, chains) -> None:
@@ -240,3 +251,18 @@ class CachedReward(RewardModel):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class ScoreLog:
+    """`scores.jsonl` as the Ray driver writes it: the scores its workers computed, each
+    (reward, key) once."""
+
+    def __init__(self, out: Path):
+        self.log = JsonlLog(Path(out) / SCORES_FILE)
+        self.seen = {(e.get("reward"), e.get("key")) for e in self.log.read()}
+
+    def add(self, entries: Sequence[dict]) -> None:
+        for entry in entries:
+            if (entry.get("reward"), entry.get("key")) not in self.seen:
+                self.seen.add((entry.get("reward"), entry.get("key")))
+                self.log.append(entry)

@@ -2,7 +2,7 @@
 per call, many calls at once on its own event loop, with its own models and in-flight bounds.
 
 It writes nothing: every call returns a record (or a problem's sampled chains, or MAgICoRe's
-paused state) to the driver, evals/bench_ray.py, which owns the store. Phase 0 samples a
+paused state), with the reward scores it computed, to the driver, evals/bench_ray.py, which owns the store. Phase 0 samples a
 problem's missing chains; every other call gets the problem's stored chains and replays them. Phase 1 and phase 2 of MAgICoRe's batch calibration
 are separate calls, so the driver can compute mu/sigma over every worker's first chains in
 between. The graphs checkpoint in memory: a worker keeps nothing a rerun needs. Imports graphs,
@@ -70,7 +70,7 @@ class BenchWorker:
     def _roles(self):
         if self._models is None:
             from magicore.agents.backends import chat_model, resolve_spec
-            from magicore.evals.paired import ReplaySolver, StoredChains
+            from magicore.evals.paired import CachedReward, ReplaySolver, StoredChains
             from magicore.graphs.build import resolve_reward
 
             made: dict[str, object] = {}
@@ -86,7 +86,7 @@ class BenchWorker:
 
             solver = make(self.specs.model)
             self._models = (solver, make(self.specs.reviewer_model), make(self.specs.refiner_model),
-                            resolve_reward(self.specs.reward, solver))  # fmt: skip
+                            CachedReward(resolve_reward(self.specs.reward, solver), None))  # fmt: skip
             self._samples = StoredChains()
             self._replay = ReplaySolver(self._samples, [], model=solver)
         return self._models
@@ -146,32 +146,39 @@ class BenchWorker:
     async def run(self, method: str, k: int, problem: Problem, chains: list[dict],
                   calibration: Calibration | None = None) -> dict:  # fmt: skip
         """One problem start to end on its stored chains: a baseline, Self-Refine, or MAgICoRe
-        with a fixed or its own calibration; the record."""
+        with a fixed or its own calibration; {"record", "scores": the reward scores computed}."""
         from magicore.evals.bench import solve_baseline, solve_self_refine
-        from magicore.evals.bench_magicore import _stream
         from magicore.evals.paired import MethodRun
-        from magicore.graphs.api import result_from_state
 
         run = MethodRun(method, k)
-        started = time.perf_counter()
         with self._chains(problem, chains):
             if method == "self-refine":
-                return await solve_self_refine(run, problem, self._roles()[0], self._graph(method, k))
-            if method != "magicore":
-                return await solve_baseline(run, problem, self._roles()[0], self._graph(method, k))
+                record = await solve_self_refine(run, problem, self._roles()[0], self._graph(method, k))
+            elif method != "magicore":
+                record = await solve_baseline(run, problem, self._roles()[0], self._graph(method, k))
+            else:
+                record = await self._magicore(run, problem, calibration)
+        return {"record": record, "scores": self._roles()[3].take_fresh()}
+
+    async def _magicore(self, run, problem: Problem, calibration: Calibration | None) -> dict:
+        """MAgICoRe with a fixed or its own calibration, start to end: the record."""
+        from magicore.evals.bench_magicore import _stream
+        from magicore.graphs.api import result_from_state
+
+        started = time.perf_counter()
+        try:
+            graph = self._graph("magicore", run.k, calibration)
+            config = thread_config(problem, run.label)
             try:
-                graph = self._graph(method, k, calibration)
-                config = thread_config(problem, run.label)
-                try:
-                    state = await _stream(graph, {"question": problem.question}, config)
-                finally:
-                    await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
-                seconds = time.perf_counter() - started
-                result = result_from_state(problem.question, method, state, seconds)
-                return make_record(problem, method, result, seconds, config=run.label, k=k)
-            except Exception as error:  # one failing problem must not end the batch
-                return make_record(problem, method, None, time.perf_counter() - started, error,
-                                   config=run.label, k=k)  # fmt: skip
+                state = await _stream(graph, {"question": problem.question}, config)
+            finally:
+                await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+            seconds = time.perf_counter() - started
+            result = result_from_state(problem.question, "magicore", state, seconds)
+            return make_record(problem, "magicore", result, seconds, config=run.label, k=run.k)
+        except Exception as error:  # one failing problem must not end the batch
+            return make_record(problem, "magicore", None, time.perf_counter() - started, error,
+                               config=run.label, k=run.k)  # fmt: skip
 
     async def phase1(self, k: int, problem: Problem, chains: list[dict]) -> dict:
         """MAgICoRe@k up to just before "route": {"saved": the paused checkpoint, "first": the
@@ -193,17 +200,17 @@ class BenchWorker:
                     first = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
                              "step_scores": chain.step_scores, "answer": chain.answer, "seconds": round(seconds, 3)}  # fmt: skip
                 return {"saved": await export_checkpoint(graph.checkpointer, config), "first": first,
-                        "seconds": seconds}  # fmt: skip
+                        "seconds": seconds, "scores": self._roles()[3].take_fresh()}  # fmt: skip
             except Exception as error:
                 return {"error": make_record(problem, "magicore", None, time.perf_counter() - started, error,
-                                             config=label, k=k)}  # fmt: skip
+                                             config=label, k=k), "scores": self._roles()[3].take_fresh()}  # fmt: skip
             finally:
                 await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
 
     async def phase2(self, k: int, problem: Problem, chains: list[dict], saved: dict, calibration: Calibration,
                      spent: float) -> dict:  # fmt: skip
         """MAgICoRe@k from its paused checkpoint with the batch calibration, to the end, exactly
-        as the local engine resumes it: the record."""
+        as the local engine resumes it: {"record", "scores": the reward scores computed}."""
         from magicore.evals.bench_magicore import _stream
         from magicore.graphs.api import result_from_state
 
@@ -218,12 +225,13 @@ class BenchWorker:
                 state = await _stream(graph, None, config)
                 seconds = spent + time.perf_counter() - started
                 result = result_from_state(problem.question, "magicore", state, seconds)
-                return make_record(problem, "magicore", result, seconds, config=label, k=k)
+                record = make_record(problem, "magicore", result, seconds, config=label, k=k)
             except Exception as error:
-                return make_record(problem, "magicore", None, spent + time.perf_counter() - started, error,
-                                   config=label, k=k)  # fmt: skip
+                record = make_record(problem, "magicore", None, spent + time.perf_counter() - started, error,
+                                     config=label, k=k)  # fmt: skip
             finally:
                 await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+        return {"record": record, "scores": self._roles()[3].take_fresh()}
 
 
 async def export_checkpoint(saver, config: dict) -> dict:

@@ -105,6 +105,8 @@ def test_both_engines_write_the_same_records_and_calibration(tmp_path, local_ray
         assert {r["config"] for r in distributed[label].values()} == {label}
     samples = [sorted((tmp_path / d / "samples.jsonl").read_text().splitlines()) for d in ("local", "ray")]
     assert samples[0] == samples[1] and len(samples[0]) == len(PROBLEMS)  # the same chains, seeds and cost
+    scores = [sorted((tmp_path / d / "scores.jsonl").read_text().splitlines()) for d in ("local", "ray")]
+    assert scores[0] == scores[1] and scores[0]  # each chain's score once, written by the driver
     mg = local["magicore@4"].values()
     assert all(r["error"] is None for r in mg)
     assert any(r["hard"] and r["rounds"] >= 1 for r in mg) and any(r["hard"] is False for r in mg)  # both routes taken
@@ -147,8 +149,9 @@ def test_a_worker_killed_mid_run_has_its_problems_completed_once(tmp_path, local
     assert sorted(r["id"] for r in lines) == sorted(p.id for p in PROBLEMS)  # each problem recorded once
     assert all(r["error"] is None and r["answer"] and r["requests"] == 4 for r in lines)
     lost = int(died[0].split(" with ")[1].split()[0])
-    # the killed worker's problems were sampled again elsewhere (4 requests each); no other was
-    assert lost >= 1 and 4 * len(PROBLEMS) < requests <= 4 * (len(PROBLEMS) + lost)
+    # the killed worker's problems were sampled again elsewhere (4 requests each, fewer if it had
+    # not sent them all when it died); no other problem was
+    assert lost >= 1 and 4 * len(PROBLEMS) <= requests <= 4 * (len(PROBLEMS) + lost)
     assert sorted(records) == sorted(p.id for p in PROBLEMS)
 
 
