@@ -1,9 +1,13 @@
 """`magicore bench --engine ray`: the benchmark spread over Ray workers (evals/ray_worker.py).
 
-The driver, this process, owns the store of evals/bench_store.py: it alone writes records,
-calibration files and MAgICoRe's paused states (checkpoints.sqlite, the same threads the local
-engine uses), so a rerun with either engine resumes and no problem is counted twice. Workers
-get problems, each worker a few at a time (--concurrency), and return records.
+It writes what `run_bench` (evals/bench.py) writes for the same settings and seed: the same
+paired configurations (METHOD@K), records, samples and calibration files. The driver, this
+process, owns the store: it alone writes samples.jsonl, scores.jsonl, records, calibration files
+and MAgICoRe's paused states (checkpoints.sqlite, the same threads the local engine uses), so a
+rerun with either engine resumes and no problem is counted twice. Workers get problems, each
+worker a few at a time (--concurrency): phase 0 samples each problem's missing chains there and
+the driver stores them; then every configuration sends each problem with its stored chains, and
+the worker replays them and returns the record.
 
 MAgICoRe with the batch calibration runs as in one process: phase 1 (solve and score, paused
 before "route") on the workers; each paused state is saved here; mu and sigma come from every
