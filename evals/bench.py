@@ -46,7 +46,7 @@ from magicore.evals.bench_store import (
 )
 from magicore.evals.datasets import FAMILIES, Problem
 from magicore.evals.grading import graded
-from magicore.evals.paired import CachedReward, MethodRun, ReplaySolver, SampleStore, parse_configs, sample_problem
+from magicore.evals.paired import CachedReward, MethodRun, ReplaySolver, SampleStore, parse_configs, sample_missing
 from magicore.evals.progress import ProgressBar
 from magicore.graphs.aggregation import majority_vote
 from magicore.graphs.api import asolve
@@ -223,23 +223,20 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
     if not todo:
         return
     log(f"sampling: {len(todo)} problem(s) need {k} chains each")
-    solver = Solver(models.model, SolverConfig(temperature=settings.temperature, top_p=settings.top_p,
-                                               max_tokens=settings.max_tokens))  # fmt: skip
+    solver = sampling_solver(models.model, settings.config_values())
     bar = ProgressBar(len(todo), f"sample {k} chains", progress)
 
     async def one(problem: Problem) -> None:
         async with limit:
-            entry = store.entries.get(problem.id)
-            have = list(entry["chains"]) if entry else []
             try:
                 with workflow_span("sample", problem.question):  # one trace per problem's sampling
-                    new = await sample_problem(solver, problem, k - len(have), settings.sample_seed + len(have),
-                                               family=entry.get("family") if entry else FAMILIES.get(problem.dataset))  # fmt: skip
+                    entry = await sample_missing(solver, problem, store.entries.get(problem.id), k,
+                                                 settings.sample_seed)  # fmt: skip
             except Exception as error:  # one failing problem must not end the batch; a rerun retries it
                 log(f"sampling {problem.id} failed: {error}")
                 bar.update()
                 return
-            store.add({**new, "k": k, "seed": settings.sample_seed, "chains": have + new["chains"]})
+            store.add(entry)
             bar.update()
 
     try:
@@ -248,22 +245,62 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
         bar.close()
 
 
+def sampling_solver(model: BaseChatModel, config_values: dict) -> Solver:
+    """The Solver that samples phase 0's chains, with the run's temperature, top_p and max_tokens."""
+    return Solver(model, SolverConfig(temperature=config_values["temperature"], top_p=config_values["top_p"],
+                                      max_tokens=config_values["max_tokens"]))  # fmt: skip
+
+
+def baseline_graph(run: MethodRun, config_values: dict, model: BaseChatModel, reward, replay: ReplaySolver):
+    """Self-Consistency or Best-of-k (`run`) on the replayed chains."""
+    config = MethodConfig(**{**config_values, "k": run.k})
+    return build_graph(run.method, model=model, reward=reward if run.method == "bok" else None, config=config,
+                       solver=replay)  # fmt: skip
+
+
+async def solve_baseline(run: MethodRun, problem: Problem, model: BaseChatModel, graph) -> dict:
+    """One problem's record of a baseline configuration (an error is recorded, not raised)."""
+    started = time.perf_counter()
+    try:
+        result = await asolve(problem.question, method=run.method, model=model, graph=graph,
+                              family=FAMILIES.get(problem.dataset))  # fmt: skip
+        record = make_record(problem, run.method, result, result.seconds, config=run.label, k=run.k)
+    except Exception as error:  # one failing problem must not end the batch
+        record = make_record(problem, run.method, None, time.perf_counter() - started, error,
+                             config=run.label, k=run.k)  # fmt: skip
+    return await graded(problem, record)
+
+
+def self_refine_graphs(run: MethodRun, config_values: dict, model: BaseChatModel, replay: ReplaySolver) -> list:
+    """`run.k` single-chain Self-Refine graphs, the i-th starting from the problem's chain i."""
+    config = MethodConfig(**{**config_values, "k": 1})
+    return [build_graph("self-refine", model=model, config=config, solver=replay.at(i)) for i in range(run.k)]
+
+
+async def solve_self_refine(run: MethodRun, problem: Problem, model: BaseChatModel, graphs: list) -> dict:
+    """One problem's record of `self-refine@k`: the k runs combined by `combine_refined`."""
+    started = time.perf_counter()
+    try:
+        family = FAMILIES.get(problem.dataset)
+        results = await asyncio.gather(*(asolve(problem.question, method="self-refine", model=model, graph=g,
+                                                family=family) for g in graphs))  # fmt: skip
+        groups = await answer_groups(problem.question, family, results)
+        result = combine_refined(problem.question, results, time.perf_counter() - started, groups)
+        record = make_record(problem, "self-refine", result, result.seconds, config=run.label, k=run.k)
+    except Exception as error:
+        record = make_record(problem, "self-refine", None, time.perf_counter() - started, error,
+                             config=run.label, k=run.k)  # fmt: skip
+    return await graded(problem, record)
+
+
 async def _run_baseline(run: MethodRun, todo, settings, models, reward, replay, sink, limit, progress) -> None:
-    graph = build_graph(run.method, model=models.model, reward=reward if run.method == "bok" else None,
-                        config=settings.method_config(k=run.k), solver=replay)  # fmt: skip
+    graph = baseline_graph(run, settings.config_values(), models.model, reward, replay)
     bar = ProgressBar(len(todo), run.label, progress)
 
     async def one(problem: Problem) -> None:
         async with limit:
-            started = time.perf_counter()
-            try:
-                result = await asolve(problem.question, method=run.method, model=models.model, graph=graph,
-                                      family=FAMILIES.get(problem.dataset))  # fmt: skip
-                record = make_record(problem, run.method, result, result.seconds, config=run.label, k=run.k)
-            except Exception as error:  # one failing problem must not end the batch
-                record = make_record(problem, run.method, None, time.perf_counter() - started, error,
-                                     config=run.label, k=run.k)  # fmt: skip
-            sink.append(await graded(problem, record))
+            record = await solve_baseline(run, problem, models.model, graph)
+            sink.append(record)
             bar.update(record)
 
     try:
@@ -276,24 +313,13 @@ async def _run_self_refine(run: MethodRun, todo, settings, models, replay, sink,
     """Self-Refine on k chains, as the MAgICoRe paper evaluates it: each of the problem's first
     k sampled chains is refined on its own (the single-chain method), and the final answer is
     the majority of the k refined answers."""
-    config = settings.method_config(k=1)
-    graphs = [build_graph("self-refine", model=models.model, config=config, solver=replay.at(i)) for i in range(run.k)]
+    graphs = self_refine_graphs(run, settings.config_values(), models.model, replay)
     bar = ProgressBar(len(todo), run.label, progress)
 
     async def one(problem: Problem) -> None:
         async with limit:
-            started = time.perf_counter()
-            try:
-                family = FAMILIES.get(problem.dataset)
-                results = await asyncio.gather(*(asolve(problem.question, method="self-refine", model=models.model,
-                                                        graph=g, family=family) for g in graphs))  # fmt: skip
-                groups = await answer_groups(problem.question, family, results)
-                result = combine_refined(problem.question, results, time.perf_counter() - started, groups)
-                record = make_record(problem, "self-refine", result, result.seconds, config=run.label, k=run.k)
-            except Exception as error:
-                record = make_record(problem, "self-refine", None, time.perf_counter() - started, error,
-                                     config=run.label, k=run.k)  # fmt: skip
-            sink.append(await graded(problem, record))
+            record = await solve_self_refine(run, problem, models.model, graphs)
+            sink.append(record)
             bar.update(record)
 
     try:

@@ -147,7 +147,6 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
     """Run every unfinished problem to just before "route", then return the batch calibration
     (loaded from calibration.json when an earlier run computed it). A problem run here leaves
     its open root span in `roots` for phase 2."""
-    cal_path = out / f"{label}.calibration.json"
     chains_log = JsonlLog(out / f"{label}.calibration_chains.jsonl")
     known = {r["id"]: r for r in chains_log.read()}
     bar = ProgressBar(len(todo), f"{label} 1/2 solve+score", progress)
@@ -186,6 +185,13 @@ async def _phase1(problems, todo, pause, out, sink, limit, progress, spent, fail
         await asyncio.gather(*(one(p) for p in todo))
     finally:
         bar.close()
+    return batch_calibration(out, problems, known, log, label)
+
+
+def batch_calibration(out, problems, known: dict, log, label: str = "magicore") -> Calibration | None:
+    """{label}.calibration.json, or mu/sigma over the first chain of every problem (`known`:
+    problem id -> logged first chain), in problem order, written there; None without any."""
+    cal_path = out / f"{label}.calibration.json"
     if cal_path.exists():
         data = json.loads(cal_path.read_text(encoding="utf-8"))
         return Calibration(mu=data["mu"], sigma=data["sigma"], source="batch", n=data.get("n"))

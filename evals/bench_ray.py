@@ -1,9 +1,13 @@
 """`magicore bench --engine ray`: the benchmark spread over Ray workers (evals/ray_worker.py).
 
-The driver, this process, owns the store of evals/bench_store.py: it alone writes records,
-calibration files and MAgICoRe's paused states (checkpoints.sqlite, the same threads the local
-engine uses), so a rerun with either engine resumes and no problem is counted twice. Workers
-get problems, each worker a few at a time (--concurrency), and return records.
+It writes what `run_bench` (evals/bench.py) writes for the same settings and seed: the same
+paired configurations (METHOD@K), records, samples and calibration files. The driver, this
+process, owns the store: it alone writes samples.jsonl, scores.jsonl, records, calibration files
+and MAgICoRe's paused states (checkpoints.sqlite, the same threads the local engine uses), so a
+rerun with either engine resumes and no problem is counted twice. Workers get problems, each
+worker a few at a time (--concurrency): phase 0 samples each problem's missing chains there and
+the driver stores them; then every configuration sends each problem with its stored chains, and
+the worker replays them and returns the record.
 
 MAgICoRe with the batch calibration runs as in one process: phase 1 (solve and score, paused
 before "route") on the workers; each paused state is saved here; mu and sigma come from every
@@ -16,7 +20,6 @@ worker takes its place. Imports graphs, agents, tools; never ui.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
@@ -25,8 +28,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from magicore.evals.bench import CALIBRATION_MODES, BenchSettings, Models, prepare_out
-from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path, write_json_atomic
+from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path
 from magicore.evals.datasets import Problem
+from magicore.evals.paired import SampleStore, ScoreLog, parse_configs
 from magicore.evals.progress import ProgressBar
 from magicore.evals.ray_worker import (
     PAUSE_BEFORE,
@@ -36,7 +40,6 @@ from magicore.evals.ray_worker import (
     import_checkpoint,
     thread_config,
 )
-from magicore.graphs.state import Calibration
 from magicore.tools.errors import InputError, MagicoreError, SetupError
 
 #: A problem whose worker died this many times is recorded as an error, not tried again.
@@ -219,7 +222,7 @@ async def run_bench_ray(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """`run_bench` on Ray workers; returns {method: {id: record}}. `models` are the driver's own
+    """`run_bench` on Ray workers; returns {config: {id: record}}. `models` are the driver's own
     (to read and write MAgICoRe's checkpoints; never called here); workers build theirs from
     `specs`. `workers` defaults to the cluster's CPU count."""
     from magicore.graphs.build import normalize_method
@@ -229,10 +232,11 @@ async def run_bench_ray(
     settings.problem_ids = [p.id for p in problems]
     if len(set(settings.problem_ids)) != len(problems):
         raise InputError("the selected problems have duplicate ids")
-    settings.methods = [normalize_method(m) for m in settings.methods]
+    runs = parse_configs(settings.methods, settings.k, normalize_method)
+    settings.methods = [run.label for run in runs]
     if settings.calibration not in CALIBRATION_MODES:
         raise InputError(f"unknown calibration '{settings.calibration}': use {', '.join(CALIBRATION_MODES)}")
-    if "magicore" in settings.methods and settings.calibration == "saved" and models.saved_calibration is None:
+    if any(r.method == "magicore" for r in runs) and settings.calibration == "saved" and models.saved_calibration is None:
         raise InputError("--calibration saved: no saved calibration for this model and reward "
                          "(run `magicore calibrate` first)")  # fmt: skip
     prepare_out(out, settings)
@@ -240,23 +244,30 @@ async def run_bench_ray(
     ray = _ray()
     size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     pool = WorkerPool(specs, settings.config_values(), size, log)
+    store = SampleStore(out)
+    scores = ScoreLog(out)
     results: dict[str, dict[str, dict]] = {}
     try:
         seconds, nodes = await pool.ready()
         log(f"ray: {size} worker(s) on {nodes} node(s) ready in {seconds:.1f} s, "
             f"{settings.concurrency} problem(s) at a time each")  # fmt: skip
-        for method in settings.methods:
-            done = load_results(out, method)
+        await _sample(pool, problems, max(r.k for r in runs), settings, store, progress, log)
+        for run in runs:
+            done = load_results(out, run.label)
             todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]
-            log(f"{method}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} already done"
-                if todo else f"{method}: all {len(problems)} problems already done")  # fmt: skip
-            sink = JsonlLog(results_path(out, method))
-            if todo and method == "magicore" and settings.calibration == "batch":
-                await _magicore_batch(pool, problems, todo, settings, models, out, sink, progress, log)
+            todo = [p for p in todo if store.has(p.id, run.k)]  # a problem whose sampling failed waits for a rerun
+            if todo:
+                log(f"{run.label}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} done or waiting for samples")
+            else:
+                log(f"{run.label}: nothing to run ({len(done)} of {len(problems)} problems done)")
+            sink = JsonlLog(results_path(out, run.label))
+            if todo and run.method == "magicore" and settings.calibration == "batch":
+                await _magicore_batch(pool, run, problems, todo, settings, models, store, scores, out, sink, progress,
+                                      log)  # fmt: skip
             elif todo:
-                fixed = models.saved_calibration if method == "magicore" else None
-                await _simple(pool, method, todo, sink, settings.concurrency, progress, fixed)
-            results[method] = load_results(out, method)
+                fixed = models.saved_calibration if run.method == "magicore" else None
+                await _simple(pool, run, todo, store, scores, sink, settings.concurrency, progress, fixed)
+            results[run.label] = load_results(out, run.label)
     finally:
         pool.shutdown()
         if started_here:
@@ -264,53 +275,101 @@ async def run_bench_ray(
     return results
 
 
-async def _simple(pool, method, todo, sink, per_worker, progress, calibration) -> None:
-    """A baseline, or MAgICoRe with a fixed (saved) or its own calibration: one call a problem."""
-    bar = ProgressBar(len(todo), method, progress)
+async def _sample(pool, problems, k, settings, store, progress, log) -> None:
+    """Phase 0 on the workers: every problem's missing chains, up to `k`; the driver appends
+    each entry to samples.jsonl. A problem whose sampling fails waits for a rerun."""
+    todo = [p for p in problems if not store.has(p.id, k)]
+    if not todo:
+        return
+    log(f"sampling: {len(todo)} problem(s) need {k} chains each")
+    bar = ProgressBar(len(todo), f"sample {k} chains", progress)
 
-    async def on_result(problem, record):
-        sink.append(record)
-        bar.update(record)
+    async def on_result(problem, entry):
+        if "error" in entry:
+            log(f"sampling {problem.id} failed: {entry['error']}")
+        else:
+            store.add(entry)
+        bar.update()
 
     async def on_lost(problem, why):
-        await on_result(problem, make_record(problem, method, None, None, MagicoreError(why)))
+        await on_result(problem, {"error": why})
+
+    def call(worker, problem):
+        return worker.sample.remote(problem, store.entries.get(problem.id), k, settings.sample_seed)
 
     try:
-        await dispatch(pool, todo, lambda w, p: w.run.remote(method, p, calibration), on_result, on_lost, per_worker)
+        await dispatch(pool, todo, call, on_result, on_lost, settings.concurrency)
     finally:
         bar.close()
 
 
-async def _magicore_batch(pool, problems, todo, settings, models, out, sink, progress, log) -> None:
-    from magicore.graphs.checkpoint import sqlite_checkpointer
+async def _simple(pool, run, todo, store, scores, sink, per_worker, progress, calibration) -> None:
+    """A baseline, Self-Refine, or MAgICoRe with a fixed (saved) or its own calibration: one
+    call a problem, with its stored chains."""
+    bar = ProgressBar(len(todo), run.label, progress)
+
+    async def on_result(problem, reply):
+        scores.add(reply["scores"])
+        sink.append(reply["record"])
+        bar.update(reply["record"])
+
+    async def on_lost(problem, why):
+        await on_result(problem, {"record": make_record(problem, run.method, None, None, MagicoreError(why),
+                                                        config=run.label, k=run.k), "scores": []})  # fmt: skip
+
+    def call(worker, problem):
+        return worker.run.remote(run.method, run.k, problem, _chains(store, problem, run.k), calibration)
+
+    try:
+        await dispatch(pool, todo, call, on_result, on_lost, per_worker)
+    finally:
+        bar.close()
+
+
+def _chains(store, problem: Problem, k: int) -> list[dict]:
+    """The stored chains a configuration with this k replays (self-refine@k's k runs start
+    from chains 0 to k-1 as well)."""
+    return store.chains(problem.id)[:k]
+
+
+async def _magicore_batch(pool, run, problems, todo, settings, models, samples, scores, out, sink, progress,
+                          log) -> None:  # fmt: skip
+    from magicore.evals.bench_magicore import batch_calibration
     from magicore.graphs.api import result_from_state
     from magicore.graphs.build import build_graph, resolve_reward
+    from magicore.graphs.checkpoint import sqlite_checkpointer
 
+    label, k = run.label, run.k
     reward = resolve_reward(models.reward, models.model)
-    chains_log = JsonlLog(out / "calibration_chains.jsonl")
+    chains_log = JsonlLog(out / f"{label}.calibration_chains.jsonl")
     known = {r["id"]: r for r in chains_log.read()}
     failed: set[str] = set()
     spent: dict[str, float] = {p.id: float(known[p.id].get("seconds") or 0.0) for p in todo if p.id in known}
+
+    def error_record(problem, why):
+        return make_record(problem, "magicore", None, None, MagicoreError(why), config=label, k=k)
+
     async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
         # the local engine's graph, used here only to read and write its checkpoints
         store = build_graph("magicore", model=models.model, reviewer_model=models.reviewer_model,
-                            refiner_model=models.refiner_model, reward=reward, config=settings.method_config(),
+                            refiner_model=models.refiner_model, reward=reward, config=settings.method_config(k=k),
                             checkpointer=saver, interrupt_before=[PAUSE_BEFORE], saved_calibration=False)  # fmt: skip
         paused: set[str] = set()
         phase1: list[Problem] = []
         for problem in todo:
-            state, finished = await _saved_state(store, thread_config(problem))
+            state, finished = await _saved_state(store, thread_config(problem, label))
             if finished:  # finished in an earlier run that stopped before logging it
                 result = result_from_state(problem.question, "magicore", state, spent.get(problem.id, 0.0))
-                sink.append(make_record(problem, "magicore", result, None))
+                sink.append(make_record(problem, "magicore", result, None, config=label, k=k))
             elif state is not None:
                 paused.add(problem.id)
             else:
                 phase1.append(problem)
 
-        bar = ProgressBar(len(phase1), "magicore 1/2 solve+score", progress)
+        bar = ProgressBar(len(phase1), f"{label} 1/2 solve+score", progress)
 
         async def saved(problem, reply):
+            scores.add(reply.get("scores", []))
             if "error" in reply:
                 failed.add(problem.id)
                 sink.append(reply["error"])
@@ -319,39 +378,44 @@ async def _magicore_batch(pool, problems, todo, settings, models, out, sink, pro
                 if reply["first"] is not None and problem.id not in known:
                     chains_log.append(reply["first"])
                     known[problem.id] = reply["first"]
-                await import_checkpoint(saver, thread_config(problem), reply["saved"])
+                await import_checkpoint(saver, thread_config(problem, label), reply["saved"])
                 paused.add(problem.id)
             bar.update()
 
         async def lost1(problem, why):
-            await saved(problem, {"error": make_record(problem, "magicore", None, None, MagicoreError(why))})
+            await saved(problem, {"error": error_record(problem, why)})
+
+        def call1(worker, problem):
+            return worker.phase1.remote(k, problem, _chains(samples, problem, k))
 
         try:
-            await dispatch(pool, phase1, lambda w, p: w.phase1.remote(p), saved, lost1, settings.concurrency)
+            await dispatch(pool, phase1, call1, saved, lost1, settings.concurrency)
         finally:
             bar.close()
 
-        cal = _batch_calibration(out, problems, known, log)
+        cal = batch_calibration(out, problems, known, log, label)
         if cal is None:
-            log("magicore: no first chain to calibrate on (every problem failed); phase 2 skipped")
+            log(f"{label}: no first chain to calibrate on (every problem failed); phase 2 skipped")
             return
         remaining = [p for p in todo if p.id in paused and p.id not in failed]
-        bar = ProgressBar(len(remaining), "magicore 2/2 route+refine", progress)
+        bar = ProgressBar(len(remaining), f"{label} 2/2 route+refine", progress)
 
-        async def finished(problem, record):
-            sink.append(record)
-            bar.update(record)
+        async def finished(problem, reply):
+            scores.add(reply["scores"])
+            sink.append(reply["record"])
+            bar.update(reply["record"])
 
         async def lost2(problem, why):
-            await finished(problem, make_record(problem, "magicore", None, None, MagicoreError(why)))
+            await finished(problem, {"record": error_record(problem, why), "scores": []})
 
-        saved = {p.id: await export_checkpoint(saver, thread_config(p)) for p in remaining}
+        states = {p.id: await export_checkpoint(saver, thread_config(p, label)) for p in remaining}
 
-        def call(worker, problem):
-            return worker.phase2.remote(problem, saved[problem.id], cal, spent.get(problem.id, 0.0))
+        def call2(worker, problem):
+            return worker.phase2.remote(k, problem, _chains(samples, problem, k), states[problem.id], cal,
+                                        spent.get(problem.id, 0.0))  # fmt: skip
 
         try:
-            await dispatch(pool, remaining, call, finished, lost2, settings.concurrency)
+            await dispatch(pool, remaining, call2, finished, lost2, settings.concurrency)
         finally:
             bar.close()
 
@@ -375,33 +439,3 @@ async def _saved_state(store, config: dict) -> tuple[dict | None, bool]:
                 await import_checkpoint(store.checkpointer, config, saved)
                 return past.values, False
     return None, False
-
-
-def _batch_calibration(out: Path, problems, known: dict, log) -> Calibration | None:
-    """calibration.json, or mu/sigma over the first chain of every problem, in problem order
-    (as the local engine computes them)."""
-    from magicore.graphs.calibration import from_first_chains
-
-    cal_path = out / "calibration.json"
-    if cal_path.exists():
-        data = json.loads(cal_path.read_text(encoding="utf-8"))
-        return Calibration(mu=data["mu"], sigma=data["sigma"], source="batch", n=data.get("n"))
-    ids = [p.id for p in problems if p.id in known]
-    if not ids:
-        return None
-    cal = from_first_chains([_FirstChain(known[i]) for i in ids], source="batch")
-    missing = len(problems) - len(ids)
-    write_json_atomic(cal_path, {**cal.model_dump(), "problem_ids": ids, "missing": missing})
-    note = f" ({missing} problem(s) without a first chain left out)" if missing else ""
-    log(f"magicore: batch calibration mu = {cal.mu:.4f}, sigma = {cal.sigma:.4f} over {cal.n} first chains{note}")
-    return cal
-
-
-class _FirstChain:
-    """A logged first chain, seen as the scored chain that calibration reads."""
-
-    def __init__(self, entry: dict):
-        self.answer = entry.get("answer")
-        self.orm = float(entry.get("orm") or 0.0)
-        self.step_scores = list(entry.get("step_scores") or [])
-

@@ -27,7 +27,7 @@ from magicore.agents.chain import Chain
 from magicore.agents.prompts import choice_letters, detect_family
 from magicore.agents.solver import Solver, SolverResult
 from magicore.evals.bench_store import JsonlLog
-from magicore.evals.datasets import Problem
+from magicore.evals.datasets import FAMILIES, Problem
 from magicore.tools import telemetry
 from magicore.tools.errors import InputError
 from magicore.tools.llm import Usage, charge_usage, track_usage
@@ -82,12 +82,18 @@ def _usage(d: dict | None) -> Usage:
                  int(d.get("output_tokens", 0)))  # fmt: skip
 
 
-class SampleStore:
-    """`samples.jsonl`: per problem, the chains sampled once for every configuration."""
+class StoredChains:
+    """Problems' sampled chains held in memory: what `ReplaySolver` reads (`has`, `chains`).
+    A Ray worker gets each problem's chains from the driver this way and writes nothing."""
 
-    def __init__(self, out: Path):
-        self.log = JsonlLog(Path(out) / SAMPLES_FILE)
-        self.entries: dict[str, dict] = {e["id"]: e for e in self.log.read() if "id" in e}
+    def __init__(self, entries: dict[str, dict] | None = None):
+        self.entries: dict[str, dict] = dict(entries or {})
+
+    def put(self, problem_id: str, chains: Sequence[dict]) -> None:
+        self.entries[problem_id] = {"id": problem_id, "chains": list(chains)}
+
+    def drop(self, problem_id: str) -> None:
+        self.entries.pop(problem_id, None)
 
     def has(self, problem_id: str, k: int) -> bool:
         entry = self.entries.get(problem_id)
@@ -96,8 +102,22 @@ class SampleStore:
     def chains(self, problem_id: str) -> list[dict]:
         entry = self.entries.get(problem_id)
         if entry is None:
-            raise InputError(f"problem {problem_id} has no sampled chains in {self.log.path}")
+            raise InputError(f"problem {problem_id} has no sampled chains{self._where()}")
         return entry["chains"]
+
+    def _where(self) -> str:
+        return ""
+
+
+class SampleStore(StoredChains):
+    """`samples.jsonl`: per problem, the chains sampled once for every configuration."""
+
+    def __init__(self, out: Path):
+        self.log = JsonlLog(Path(out) / SAMPLES_FILE)
+        super().__init__({e["id"]: e for e in self.log.read() if "id" in e})
+
+    def _where(self) -> str:
+        return f" in {self.log.path}"
 
     def add(self, entry: dict) -> None:
         self.log.append(entry)
@@ -119,15 +139,28 @@ async def sample_problem(solver: Solver, problem: Problem, k: int, seed: int, fa
     return {"id": problem.id, "family": family, "k": k, "seed": seed, "chains": list(chains)}
 
 
+async def sample_missing(solver: Solver, problem: Problem, entry: dict | None, k: int, sample_seed: int) -> dict:
+    """A problem's `samples.jsonl` entry with `k` chains: the stored `entry`'s chains, then the
+    missing ones sampled (chain i with seed `sample_seed + i`)."""
+    have = list(entry["chains"]) if entry else []
+    new = await sample_problem(solver, problem, k - len(have), sample_seed + len(have),
+                               family=entry.get("family") if entry else FAMILIES.get(problem.dataset))  # fmt: skip
+    return {**new, "k": k, "seed": sample_seed, "chains": have + new["chains"]}
+
+
 class ReplaySolver(Solver):
     """A Solver that returns a problem's stored chains (from `offset` on) instead of sampling,
     and charges their original usage."""
 
-    def __init__(self, store: SampleStore, problems: Sequence[Problem], *, offset: int = 0, model=None):
+    def __init__(self, store: StoredChains, problems: Sequence[Problem], *, offset: int = 0, model=None):
         super().__init__(model=model)  # the model that sampled the chains (names the span)
         self.store = store
         self.by_question = {p.question.strip(): p.id for p in problems}  # callers may strip the question
         self.offset = offset
+
+    def know(self, problem: Problem) -> None:
+        """Answer `problem`'s question from the store (shared with every `at` of this solver)."""
+        self.by_question[problem.question.strip()] = problem.id
 
     def at(self, offset: int) -> ReplaySolver:
         replay = ReplaySolver(self.store, [], offset=offset, model=self.model)
@@ -167,13 +200,21 @@ def _key(*parts: str) -> str:
 
 class CachedReward(RewardModel):
     """A reward model whose scores are kept per (question, chain) in `scores.jsonl`; a cached
-    score is charged the usage it cost when computed."""
+    score is charged the usage it cost when computed. Without `out` (a Ray worker, which writes
+    nothing) the scores stay in memory and `take_fresh` hands the new ones to whoever writes them."""
 
-    def __init__(self, inner: RewardModel, out: Path):
+    def __init__(self, inner: RewardModel, out: Path | None):
         self.inner = inner
         self.name = inner.name
-        self.log = JsonlLog(Path(out) / SCORES_FILE)
-        self.cache: dict[str, dict] = {e["key"]: e for e in self.log.read() if e.get("reward") == inner.name}
+        self.log = JsonlLog(Path(out) / SCORES_FILE) if out is not None else None
+        self.fresh: list[dict] = []
+        entries = self.log.read() if self.log else []
+        self.cache: dict[str, dict] = {e["key"]: e for e in entries if e.get("reward") == inner.name}
+
+    def take_fresh(self) -> list[dict]:
+        """The scores computed since the last call (kept in memory only)."""
+        fresh, self.fresh = self.fresh, []
+        return fresh
 
     async def _cached(self, key: str, compute):
         hit = self.cache.get(key)
@@ -184,7 +225,10 @@ class CachedReward(RewardModel):
             value, parts = await compute()
         entry = {"key": key, "reward": self.name, "value": value, "parts": parts, "usage": usage_dict(used)}
         self.cache[key] = entry
-        self.log.append(entry)
+        if self.log is not None:
+            self.log.append(entry)
+        else:
+            self.fresh.append(entry)
         return value, parts
 
     async def aprepare(self, question, chains) -> None:
@@ -208,3 +252,18 @@ class CachedReward(RewardModel):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class ScoreLog:
+    """`scores.jsonl` as the Ray driver writes it: the scores its workers computed, each
+    (reward, key) once."""
+
+    def __init__(self, out: Path):
+        self.log = JsonlLog(Path(out) / SCORES_FILE)
+        self.seen = {(e.get("reward"), e.get("key")) for e in self.log.read()}
+
+    def add(self, entries: Sequence[dict]) -> None:
+        for entry in entries:
+            if (entry.get("reward"), entry.get("key")) not in self.seen:
+                self.seen.add((entry.get("reward"), entry.get("key")))
+                self.log.append(entry)

@@ -1,8 +1,9 @@
 """A Ray worker of `magicore bench --engine ray`: an async actor that runs one problem at a time
 per call, many calls at once on its own event loop, with its own models and in-flight bounds.
 
-It writes nothing: every call returns a record (or MAgICoRe's paused state) to the driver,
-evals/bench_ray.py, which owns the store. Phase 1 and phase 2 of MAgICoRe's batch calibration
+It writes nothing: every call returns a record (or a problem's sampled chains, or MAgICoRe's
+paused state), with the reward scores it computed, to the driver, evals/bench_ray.py, which owns the store. Phase 0 samples a
+problem's missing chains; every other call gets the problem's stored chains and replays them. Phase 1 and phase 2 of MAgICoRe's batch calibration
 are separate calls, so the driver can compute mu/sigma over every worker's first chains in
 between. The graphs checkpoint in memory: a worker keeps nothing a rerun needs. Imports graphs,
 agents, tools; never ui.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from magicore.evals.bench_store import make_record
@@ -34,19 +36,26 @@ class WorkerSpecs:
     max_tokens: int | None = None
 
 
-def thread_config(problem: Problem) -> dict:
+def thread_config(problem: Problem, label: str) -> dict:
     """The same thread id the local engine's checkpoints use."""
-    return {"configurable": {"thread_id": f"problem:{problem.id}"}}
+    from magicore.evals.bench_magicore import _thread
+
+    return _thread(problem, label)
 
 
 class BenchWorker:
-    """Made remote by evals/bench_ray.py (`ray.remote(BenchWorker)`); plain Python otherwise."""
+    """Made remote by evals/bench_ray.py (`ray.remote(BenchWorker)`); plain Python otherwise.
+
+    Every call that runs a configuration gets the problem's stored chains (from the driver's
+    samples.jsonl) and replays them, as the local engine does."""
 
     def __init__(self, specs: WorkerSpecs, config_values: dict):
         self.specs = specs
         self.config_values = config_values
         self._models = None
         self._graphs: dict[tuple, object] = {}
+        self._samples = None
+        self._replay = None
 
     async def pid(self) -> int:
         return os.getpid()
@@ -61,6 +70,7 @@ class BenchWorker:
     def _roles(self):
         if self._models is None:
             from magicore.agents.backends import chat_model, resolve_spec
+            from magicore.evals.paired import CachedReward, ReplaySolver, StoredChains
             from magicore.graphs.build import resolve_reward
 
             made: dict[str, object] = {}
@@ -76,93 +86,152 @@ class BenchWorker:
 
             solver = make(self.specs.model)
             self._models = (solver, make(self.specs.reviewer_model), make(self.specs.refiner_model),
-                            resolve_reward(self.specs.reward, solver))  # fmt: skip
+                            CachedReward(resolve_reward(self.specs.reward, solver), None))  # fmt: skip
+            self._samples = StoredChains()
+            self._replay = ReplaySolver(self._samples, [], model=solver)
         return self._models
 
-    def _graph(self, method: str, calibration: Calibration | None = None, pause: bool = False):
-        key = (method, calibration.model_dump_json() if calibration else None, pause)
-        if key not in self._graphs:
-            from langgraph.checkpoint.memory import InMemorySaver
-            from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    @contextmanager
+    def _chains(self, problem: Problem, chains: list[dict]):
+        """`problem`'s stored chains, replayed by every graph of this worker during the call."""
+        self._roles()
+        self._samples.put(problem.id, chains)
+        self._replay.know(problem)
+        try:
+            yield
+        finally:
+            self._samples.drop(problem.id)
 
-            from magicore.graphs.build import build_graph
-            from magicore.graphs.checkpoint import STATE_TYPES
-            from magicore.graphs.config import MethodConfig
+    def _graph(self, method: str, k: int, calibration: Calibration | None = None, pause: bool = False):
+        key = (method, k, calibration.model_dump_json() if calibration else None, pause)
+        if key not in self._graphs:
+            from magicore.evals.bench import baseline_graph, self_refine_graphs
+            from magicore.evals.paired import MethodRun
 
             solver, reviewer, refiner, reward = self._roles()
-            saver = None
-            if method == "magicore":
+            run = MethodRun(method, k)
+            if method == "self-refine":
+                self._graphs[key] = self_refine_graphs(run, self.config_values, solver, self._replay)
+            elif method != "magicore":
+                self._graphs[key] = baseline_graph(run, self.config_values, solver, reward, self._replay)
+            else:
+                from langgraph.checkpoint.memory import InMemorySaver
+                from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+                from magicore.graphs.build import build_graph
+                from magicore.graphs.checkpoint import STATE_TYPES
+                from magicore.graphs.config import MethodConfig
+
                 saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
-            self._graphs[key] = build_graph(
-                method, model=solver, reviewer_model=reviewer, refiner_model=refiner,
-                reward=reward if method in ("magicore", "bok") else None,
-                config=MethodConfig(**self.config_values, calibration=calibration), checkpointer=saver,
-                interrupt_before=[PAUSE_BEFORE] if pause else None, saved_calibration=False,
-            )  # fmt: skip
+                self._graphs[key] = build_graph(
+                    method, model=solver, reviewer_model=reviewer, refiner_model=refiner, reward=reward,
+                    config=MethodConfig(**{**self.config_values, "k": k}, calibration=calibration),
+                    checkpointer=saver, interrupt_before=[PAUSE_BEFORE] if pause else None,
+                    saved_calibration=False, solver=self._replay,
+                )  # fmt: skip
         return self._graphs[key]
 
-    async def run(self, method: str, problem: Problem, calibration: Calibration | None = None) -> dict:
-        """One problem start to end: a baseline, or MAgICoRe with a fixed or its own calibration."""
-        from magicore.graphs.api import asolve, result_from_state
+    async def sample(self, problem: Problem, entry: dict | None, k: int, sample_seed: int) -> dict:
+        """Phase 0 for one problem: its samples.jsonl entry with `k` chains (`entry`'s and the
+        missing ones), or {"error": why}."""
+        from magicore.evals.bench import sampling_solver
+        from magicore.evals.paired import sample_missing
 
-        started = time.perf_counter()
         try:
-            graph = self._graph(method, calibration)
-            if method == "magicore":
-                config = thread_config(problem)
-                try:
-                    state = await _stream(graph, {"question": problem.question}, config)
-                finally:
-                    await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
-                result = result_from_state(problem.question, method, state, time.perf_counter() - started)
+            solver = sampling_solver(self._roles()[0], self.config_values)
+            return await sample_missing(solver, problem, entry, k, sample_seed)
+        except Exception as error:  # one failing problem must not end the batch; a rerun retries it
+            return {"error": str(error) or type(error).__name__}
+
+    async def run(self, method: str, k: int, problem: Problem, chains: list[dict],
+                  calibration: Calibration | None = None) -> dict:  # fmt: skip
+        """One problem start to end on its stored chains: a baseline, Self-Refine, or MAgICoRe
+        with a fixed or its own calibration; {"record", "scores": the reward scores computed}."""
+        from magicore.evals.bench import solve_baseline, solve_self_refine
+        from magicore.evals.paired import MethodRun
+
+        run = MethodRun(method, k)
+        with self._chains(problem, chains):
+            if method == "self-refine":
+                record = await solve_self_refine(run, problem, self._roles()[0], self._graph(method, k))
+            elif method != "magicore":
+                record = await solve_baseline(run, problem, self._roles()[0], self._graph(method, k))
             else:
-                result = await asolve(problem.question, method=method, model=self._roles()[0], graph=graph)
-            return make_record(problem, method, result, result.seconds)
-        except Exception as error:  # one failing problem must not end the batch
-            return make_record(problem, method, None, time.perf_counter() - started, error)
+                record = await self._magicore(run, problem, calibration)
+        return {"record": record, "scores": self._roles()[3].take_fresh()}
 
-    async def phase1(self, problem: Problem) -> dict:
-        """MAgICoRe up to just before "route": {"saved": the paused checkpoint, "first": the
-        first chain's entry, "seconds"}, or {"error": record}."""
-        from magicore.evals.bench_magicore import first_chain
-        from magicore.graphs.routing import reward as chain_reward
-
-        started = time.perf_counter()
-        config = thread_config(problem)
-        try:
-            graph = self._graph("magicore", pause=True)
-            await _stream(graph, {"question": problem.question}, config)
-            seconds = time.perf_counter() - started
-            chain = await first_chain(graph, config)
-            first = None
-            if chain is not None:
-                first = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
-                         "step_scores": chain.step_scores, "answer": chain.answer, "seconds": round(seconds, 3)}  # fmt: skip
-            return {"saved": await export_checkpoint(graph.checkpointer, config), "first": first, "seconds": seconds}
-        except Exception as error:
-            return {"error": make_record(problem, "magicore", None, time.perf_counter() - started, error)}
-        finally:
-            await self._graph("magicore", pause=True).checkpointer.adelete_thread(config["configurable"]["thread_id"])
-
-    async def phase2(self, problem: Problem, saved: dict, calibration: Calibration, spent: float) -> dict:
-        """MAgICoRe from its paused checkpoint with the batch calibration, to the end, exactly as
-        the local engine resumes it: the record."""
+    async def _magicore(self, run, problem: Problem, calibration: Calibration | None) -> dict:
+        """MAgICoRe with a fixed or its own calibration, start to end: the record."""
+        from magicore.evals.bench_magicore import _stream
         from magicore.graphs.api import result_from_state
 
         started = time.perf_counter()
-        config = thread_config(problem)
-        graph = self._graph("magicore")
         try:
-            await import_checkpoint(graph.checkpointer, config, saved)
-            await graph.aupdate_state(config, {"calibration": calibration})
-            state = await _stream(graph, None, config)
-            seconds = spent + time.perf_counter() - started
-            return make_record(problem, "magicore", result_from_state(problem.question, "magicore", state, seconds),
-                               seconds)  # fmt: skip
-        except Exception as error:
-            return make_record(problem, "magicore", None, spent + time.perf_counter() - started, error)
-        finally:
-            await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+            graph = self._graph("magicore", run.k, calibration)
+            config = thread_config(problem, run.label)
+            try:
+                state = await _stream(graph, {"question": problem.question}, config)
+            finally:
+                await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+            seconds = time.perf_counter() - started
+            result = result_from_state(problem.question, "magicore", state, seconds)
+            return make_record(problem, "magicore", result, seconds, config=run.label, k=run.k)
+        except Exception as error:  # one failing problem must not end the batch
+            return make_record(problem, "magicore", None, time.perf_counter() - started, error,
+                               config=run.label, k=run.k)  # fmt: skip
+
+    async def phase1(self, k: int, problem: Problem, chains: list[dict]) -> dict:
+        """MAgICoRe@k up to just before "route": {"saved": the paused checkpoint, "first": the
+        first chain's entry, "seconds"}, or {"error": record}."""
+        from magicore.evals.bench_magicore import _stream, first_chain
+        from magicore.graphs.routing import reward as chain_reward
+
+        label = f"magicore@{k}"
+        started = time.perf_counter()
+        config = thread_config(problem, label)
+        with self._chains(problem, chains):
+            graph = self._graph("magicore", k, pause=True)
+            try:
+                await _stream(graph, {"question": problem.question}, config)
+                seconds = time.perf_counter() - started
+                chain = await first_chain(graph, config)
+                first = None
+                if chain is not None:
+                    first = {"id": problem.id, "reward": chain_reward(chain), "orm": chain.orm,
+                             "step_scores": chain.step_scores, "answer": chain.answer, "seconds": round(seconds, 3)}  # fmt: skip
+                return {"saved": await export_checkpoint(graph.checkpointer, config), "first": first,
+                        "seconds": seconds, "scores": self._roles()[3].take_fresh()}  # fmt: skip
+            except Exception as error:
+                return {"error": make_record(problem, "magicore", None, time.perf_counter() - started, error,
+                                             config=label, k=k), "scores": self._roles()[3].take_fresh()}  # fmt: skip
+            finally:
+                await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+
+    async def phase2(self, k: int, problem: Problem, chains: list[dict], saved: dict, calibration: Calibration,
+                     spent: float) -> dict:  # fmt: skip
+        """MAgICoRe@k from its paused checkpoint with the batch calibration, to the end, exactly
+        as the local engine resumes it: {"record", "scores": the reward scores computed}."""
+        from magicore.evals.bench_magicore import _stream
+        from magicore.graphs.api import result_from_state
+
+        label = f"magicore@{k}"
+        started = time.perf_counter()
+        config = thread_config(problem, label)
+        with self._chains(problem, chains):
+            graph = self._graph("magicore", k)
+            try:
+                await import_checkpoint(graph.checkpointer, config, saved)
+                await graph.aupdate_state(config, {"calibration": calibration})
+                state = await _stream(graph, None, config)
+                seconds = spent + time.perf_counter() - started
+                result = result_from_state(problem.question, "magicore", state, seconds)
+                record = make_record(problem, "magicore", result, seconds, config=label, k=k)
+            except Exception as error:
+                record = make_record(problem, "magicore", None, spent + time.perf_counter() - started, error,
+                                     config=label, k=k)  # fmt: skip
+            finally:
+                await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+        return {"record": record, "scores": self._roles()[3].take_fresh()}
 
 
 async def export_checkpoint(saver, config: dict) -> dict:
@@ -185,10 +254,3 @@ async def import_checkpoint(saver, config: dict, saved: dict) -> None:
         by_task.setdefault(task_id, []).append((channel, value))
     for task_id, writes in by_task.items():
         await saver.aput_writes(target, writes, task_id)
-
-
-async def _stream(graph, inputs, config: dict) -> dict:
-    state: dict = {}
-    async for chunk in graph.astream(inputs, config, stream_mode="values"):
-        state = chunk
-    return state

@@ -91,7 +91,7 @@ def run_once(engine: str, urls: list[str], args, workers: int = 1) -> dict:
     from magicore.evals.bench import BenchSettings, Models, run_bench
 
     spec = f"vllm:mock-model@{','.join(urls)}"
-    settings = BenchSettings(dataset="scale", methods=["sc"], k=args.k, model=spec, reward="const:0.5",
+    settings = BenchSettings(dataset="scale", methods=[f"sc@{args.k}"], k=args.k, model=spec, reward="const:0.5",
                              concurrency=args.concurrency)  # fmt: skip
     model = chat_model(parse_spec(spec), timeout=60)  # the bound: $MAGICORE_MAX_CONCURRENCY, set in main
     items = problems(args.problems)
@@ -131,7 +131,7 @@ def run_once(engine: str, urls: list[str], args, workers: int = 1) -> dict:
             started, cpu0 = holder["ready_at"], holder["cpu_self_at_ready"]
         wall = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu0 + worker_cpu
-    records = results["sc"].values()
+    records = results[f"sc@{args.k}"].values()
     assert len(records) == args.problems and not any(r["error"] for r in records), "a problem failed"
     requests = sum(r["requests"] for r in records)
     slots = min(args.concurrency, len(urls) * args.bound) * workers
