@@ -233,8 +233,10 @@ def test_self_consistency_votes_by_behaviour():
              , answer(GOOD.replace("a + b", "b + a"))]  # fmt: skip
     model = ScriptedFakeChatModel(responses=texts)
     graph = build_graph("sc", model=model, config=MethodConfig(k=5))
+    from magicore.agents.prompts import detect_family
+
+    assert detect_family(QUESTION) == "code"  # a function signature with a docstring
     state = run(graph.ainvoke({"question": QUESTION}))
-    assert state["family"] == "code"
     assert state["answer"] == GOOD
     assert state["votes"] == {GOOD: 3.0, WRONG: 2.0}
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from magicore.agents.fake import ScriptedFakeChatModel, role_of
 
-APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+APP = Path(__file__).resolve().parents[1] / "ui" / "app" / "main.py"
 QUESTION = 'def add(a: int, b: int) -> int:\n    """Add two integers.\n    >>> add(2, 3)\n    5\n    >>> add(-1, 1)\n    0\n    """\n'
 RIGHT = "def add(a, b):\n    return a + b"
 # Four of eight samples share one wrong behaviour and score lowest; the others pass one example each.
