@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,8 @@ from magicore.agents import llama_server, weights
 from magicore.tools.errors import InputError, ModelError, SetupError
 
 INSTALL_HINT = "pip install 'magicore[embedded]'"
+#: llama-server's log prefix: "0.00.004.246 E srv    load_model: " (time, level, module).
+_LOG_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [DIWE] (?:\w{1,4} +)?")
 #: Per sequence: a question, a chain of numbered steps, and room for a refinement's context.
 CONTEXT_TOKENS = 8192
 #: llama-server's slots share one cache (--kv-unified) of this many tokens: room for every slot
@@ -152,9 +155,14 @@ class EmbeddedServer:
                 del lines[:-40]
 
     def _stderr_tail(self) -> str:
-        lines = [ln.decode("utf-8", "replace").strip() for ln in self._stderr_lines]
+        """The server's last word: llama-server's most telling error line (its log prefix cut,
+        the model's path kept), else the last line."""
+        lines = [_LOG_PREFIX.sub("", ln.decode("utf-8", "replace").strip()) for ln in self._stderr_lines]
         lines = [ln for ln in lines if ln]
-        return lines[-1] if lines else "no output"
+        if not lines:
+            return "no output"
+        errors = [ln for ln in lines if "failed to load model" in ln.lower()]
+        return errors[-1] if errors and "exiting due to model loading error" in lines[-1] else lines[-1]
 
     def _wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
