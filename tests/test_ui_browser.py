@@ -155,8 +155,14 @@ def test_the_live_panel_is_open_and_running_until_the_answer(ui, browser, mock, 
                 break
             time.sleep(0.1)
         assert all(state == (True, ["stExpanderIconSpinner"]) for state in seen), seen
-        # the Solver's text shows as it is written, before the sample is drawn whole
-        assert "Step 1: We start with 5" in panel["text"]
+        # the Solver's text shows as it is written (five words a second), before the sample is
+        # drawn whole, in the panel that is still open and running
+        def streamed():
+            now = live_panel(browser)
+            return now if "Step 1: We start with 5" in now["text"] else None
+
+        panel = wait_until(streamed, 30, "the Solver's text as it is written")
+        assert "Writing sample" in panel["text"] and (panel["open"], panel["icons"]) == (True, ["stExpanderIconSpinner"])
         keep(full_page_png(browser, tmp_path / "ui-running.png"))
         # once scored, nothing is being written any more
         text = wait_until(lambda: "scored by" in live_panel(browser)["text"] and live_panel(browser)["text"], 60,
