@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from magicore.evals.bench import CALIBRATION_MODES, BenchSettings, Models, prepare_out
+from magicore.evals.grading import graded
 from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path
 from magicore.evals.datasets import Problem
 from magicore.evals.paired import SampleStore, ScoreLog, parse_configs
@@ -310,8 +311,9 @@ async def _simple(pool, run, todo, store, scores, sink, per_worker, progress, ca
 
     async def on_result(problem, reply):
         scores.add(reply["scores"])
-        sink.append(reply["record"])
-        bar.update(reply["record"])
+        record = await graded(problem, reply["record"])  # a code problem's hidden tests (no-op otherwise)
+        sink.append(record)
+        bar.update(record)
 
     async def on_lost(problem, why):
         await on_result(problem, {"record": make_record(problem, run.method, None, None, MagicoreError(why),
@@ -360,7 +362,7 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
             state, finished = await _saved_state(store, thread_config(problem, label))
             if finished:  # finished in an earlier run that stopped before logging it
                 result = result_from_state(problem.question, "magicore", state, spent.get(problem.id, 0.0))
-                sink.append(make_record(problem, "magicore", result, None, config=label, k=k))
+                sink.append(await graded(problem, make_record(problem, "magicore", result, None, config=label, k=k)))
             elif state is not None:
                 paused.add(problem.id)
             else:
@@ -402,8 +404,9 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
 
         async def finished(problem, reply):
             scores.add(reply["scores"])
-            sink.append(reply["record"])
-            bar.update(reply["record"])
+            record = await graded(problem, reply["record"])
+            sink.append(record)
+            bar.update(record)
 
         async def lost2(problem, why):
             await finished(problem, {"record": error_record(problem, why), "scores": []})

@@ -19,7 +19,7 @@ async def grade(problem: Problem, answer: str | None) -> tuple[bool, str | None]
 async def graded(problem: Problem, record: dict) -> dict:
     """A benchmark record (evals/bench_store.make_record) with `correct` decided by the hidden
     tests for a code problem, and what they showed in `tests`; other records unchanged."""
-    if "test" not in problem.meta or record.get("error"):
+    if "test" not in problem.meta or record.get("error") or "tests" in record:  # not code, failed, or graded
         return record
     correct, tests = await grade(problem, record.get("answer"))
     return {**record, "correct": correct, "tests": tests}

@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from magicore.evals.bench_magicore import _inputs
 from magicore.evals.bench_store import make_record
 from magicore.evals.datasets import Problem
 from magicore.graphs.state import Calibration
@@ -170,7 +171,7 @@ class BenchWorker:
             graph = self._graph("magicore", run.k, calibration)
             config = thread_config(problem, run.label)
             try:
-                state = await _stream(graph, {"question": problem.question}, config)
+                state = await _stream(graph, _inputs(problem), config)
             finally:
                 await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
             seconds = time.perf_counter() - started
@@ -192,7 +193,7 @@ class BenchWorker:
         with self._chains(problem, chains):
             graph = self._graph("magicore", k, pause=True)
             try:
-                await _stream(graph, {"question": problem.question}, config)
+                await _stream(graph, _inputs(problem), config)
                 seconds = time.perf_counter() - started
                 chain = await first_chain(graph, config)
                 first = None
