@@ -175,17 +175,7 @@ async def run_bench(
     whose last record is an error run again.
     """
     out = Path(out)
-    settings.problem_ids = [p.id for p in problems]
-    if len(set(settings.problem_ids)) != len(problems):
-        raise InputError("the selected problems have duplicate ids")
-    runs = parse_configs(settings.methods, settings.k, normalize_method)
-    settings.methods = [run.label for run in runs]
-    if settings.calibration not in CALIBRATION_MODES:
-        raise InputError(f"unknown calibration '{settings.calibration}': use {', '.join(CALIBRATION_MODES)}")
-    if any(r.method == "magicore" for r in runs) and settings.calibration == "saved" and models.saved_calibration is None:
-        raise InputError("--calibration saved: no saved calibration for this model and reward "
-                         "(run `magicore calibrate` first)")  # fmt: skip
-    prepare_out(out, settings)
+    runs = open_run(problems, settings, models, out)
     log = log or (lambda text: print(text, file=sys.stderr))
     limit = asyncio.Semaphore(settings.concurrency)
     store = SampleStore(out)
@@ -215,6 +205,22 @@ async def run_bench(
             await _run_baseline(run, todo, settings, models, reward, replay, sink, limit, progress)
         results[run.label] = load_results(out, run.label)
     return results
+
+
+def open_run(problems: Sequence[Problem], settings: BenchSettings, models: Models, out: Path) -> list[MethodRun]:
+    """Check a run's settings and configurations, and create or check --out (both engines)."""
+    settings.problem_ids = [p.id for p in problems]
+    if len(set(settings.problem_ids)) != len(problems):
+        raise InputError("the selected problems have duplicate ids")
+    runs = parse_configs(settings.methods, settings.k, normalize_method)
+    settings.methods = [run.label for run in runs]
+    if settings.calibration not in CALIBRATION_MODES:
+        raise InputError(f"unknown calibration '{settings.calibration}': use {', '.join(CALIBRATION_MODES)}")
+    if any(r.method == "magicore" for r in runs) and settings.calibration == "saved" and models.saved_calibration is None:
+        raise InputError("--calibration saved: no saved calibration for this model and reward "
+                         "(run `magicore calibrate` first)")  # fmt: skip
+    prepare_out(out, settings)
+    return runs
 
 
 async def _sample(problems, k, settings, models, store, limit, progress, log) -> None:
@@ -295,18 +301,7 @@ async def solve_self_refine(run: MethodRun, problem: Problem, model: BaseChatMod
 
 async def _run_baseline(run: MethodRun, todo, settings, models, reward, replay, sink, limit, progress) -> None:
     graph = baseline_graph(run, settings.config_values(), models.model, reward, replay)
-    bar = ProgressBar(len(todo), run.label, progress)
-
-    async def one(problem: Problem) -> None:
-        async with limit:
-            record = await solve_baseline(run, problem, models.model, graph)
-            sink.append(record)
-            bar.update(record)
-
-    try:
-        await asyncio.gather(*(one(p) for p in todo))
-    finally:
-        bar.close()
+    await _run_each(run, todo, lambda problem: solve_baseline(run, problem, models.model, graph), sink, limit, progress)
 
 
 async def _run_self_refine(run: MethodRun, todo, settings, models, replay, sink, limit, progress) -> None:
@@ -314,11 +309,17 @@ async def _run_self_refine(run: MethodRun, todo, settings, models, replay, sink,
     k sampled chains is refined on its own (the single-chain method), and the final answer is
     the majority of the k refined answers."""
     graphs = self_refine_graphs(run, settings.config_values(), models.model, replay)
+    await _run_each(run, todo, lambda problem: solve_self_refine(run, problem, models.model, graphs), sink, limit,
+                    progress)  # fmt: skip
+
+
+async def _run_each(run: MethodRun, todo, solve_one, sink, limit, progress) -> None:
+    """`solve_one(problem)` for every problem, `limit` at a time, each record logged as it comes."""
     bar = ProgressBar(len(todo), run.label, progress)
 
     async def one(problem: Problem) -> None:
         async with limit:
-            record = await solve_self_refine(run, problem, models.model, graphs)
+            record = await solve_one(problem)
             sink.append(record)
             bar.update(record)
 

@@ -27,11 +27,11 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from magicore.evals.bench import CALIBRATION_MODES, BenchSettings, Models, prepare_out
+from magicore.evals.bench import BenchSettings, Models, open_run
 from magicore.evals.grading import graded
 from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path
 from magicore.evals.datasets import Problem
-from magicore.evals.paired import SampleStore, ScoreLog, parse_configs
+from magicore.evals.paired import SampleStore, ScoreLog
 from magicore.evals.progress import ProgressBar
 from magicore.evals.ray_worker import (
     PAUSE_BEFORE,
@@ -226,21 +226,9 @@ async def run_bench_ray(
     """`run_bench` on Ray workers; returns {config: {id: record}}. `models` are the driver's own
     (to read and write MAgICoRe's checkpoints; never called here); workers build theirs from
     `specs`. `workers` defaults to the cluster's CPU count."""
-    from magicore.graphs.build import normalize_method
-
     out = Path(out)
     log = log or (lambda text: print(text, file=sys.stderr))
-    settings.problem_ids = [p.id for p in problems]
-    if len(set(settings.problem_ids)) != len(problems):
-        raise InputError("the selected problems have duplicate ids")
-    runs = parse_configs(settings.methods, settings.k, normalize_method)
-    settings.methods = [run.label for run in runs]
-    if settings.calibration not in CALIBRATION_MODES:
-        raise InputError(f"unknown calibration '{settings.calibration}': use {', '.join(CALIBRATION_MODES)}")
-    if any(r.method == "magicore" for r in runs) and settings.calibration == "saved" and models.saved_calibration is None:
-        raise InputError("--calibration saved: no saved calibration for this model and reward "
-                         "(run `magicore calibrate` first)")  # fmt: skip
-    prepare_out(out, settings)
+    runs = open_run(problems, settings, models, out)
     started_here = start_ray(address, log)
     ray = _ray()
     size = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
