@@ -150,6 +150,9 @@ def comparison_table(rows: Sequence[PairedComparison]) -> str:
     lines = ["| first | second | n | difference | 95% CI (paired bootstrap) | only first right | only second right "
              "| McNemar p (exact) |", "|" + " --- |" * 8]  # fmt: skip
     for c in rows:
+        if not c.n:
+            lines.append(f"| {c.first} | {c.second} | 0 | no problem finished by both |" + " - |" * 4)
+            continue
         lines.append(f"| {c.first} | {c.second} | {c.n} | {100 * c.difference:+.1f} pts | "
                      f"{100 * c.interval[0]:+.1f} to {100 * c.interval[1]:+.1f} | {c.only_first} | {c.only_second} "
                      f"| {c.p_value:.3f} |")  # fmt: skip
@@ -180,6 +183,9 @@ def markdown_table(rows: Sequence[MethodSummary]) -> str:
             "| output tokens | seconds | routed hard | rounds | accuracy, hard | accuracy, easy |")  # fmt: skip
     lines = [head, "|" + " --- |" * 14]
     for s in rows:
+        if not s.n:  # a configuration of a run still in progress: nothing to show yet
+            lines.append(f"| {s.method} | 0 | not run yet |" + " - |" * 11)
+            continue
         low, high = s.interval
         seconds = f"{s.seconds:.1f}" if s.seconds is not None else "-"
         hard = f"{100 * s.hard:.0f}%" if s.hard is not None else "-"
@@ -192,7 +198,7 @@ def markdown_table(rows: Sequence[MethodSummary]) -> str:
     return "\n".join(lines)
 
 
-def _describe_run(settings: dict, out: Path) -> list[str]:
+def _describe_run(settings: dict, out: Path, rows: Sequence[MethodSummary]) -> list[str]:
     ids = settings.get("problem_ids") or []
     subset = f", subset {settings['subset']}" if settings.get("subset") else ""
     lines = [
@@ -208,6 +214,11 @@ def _describe_run(settings: dict, out: Path) -> list[str]:
         f"temperature {settings.get('temperature')}, "
         f"top_p {settings.get('top_p')}; {settings.get('concurrency')} problems at a time",
     ]
+    unfinished = {r.method: r.n for r in rows if r.n < len(ids)} if ids else {}
+    if unfinished:
+        counts = ", ".join(f"{config} {n}" for config, n in unfinished.items())
+        lines.append(f"- **partial run**: problems recorded so far out of {len(ids)}: {counts}; the run "
+                     "resumes where it stopped, and the figures below cover only what is recorded")
     for config in settings.get("methods", []):
         if not config.startswith("magicore"):
             continue
@@ -227,7 +238,7 @@ def write_report(out: str | Path, *, plot: bool = True) -> str:
     out = Path(out)
     settings = read_settings(out)
     rows = summaries(out)
-    parts = ["# Benchmark report", "", *_describe_run(settings, out), "", markdown_table(rows), ""]
+    parts = ["# Benchmark report", "", *_describe_run(settings, out, rows), "", markdown_table(rows), ""]
     parts.append("Accuracy counts errors as wrong; 95% CI is Wilson's score interval. Policy samples are "
                  "the Solver's, Reviewer's and Refiner's completions; judge calls are the reward model's "
                  "LLM calls; tokens (all roles), seconds (wall time, concurrent problems overlap) and "

@@ -207,6 +207,21 @@ def test_magicore_resumes_from_its_checkpoints_with_the_same_calibration(tmp_pat
     assert records[HARD]["hard"] is True
 
 
+def test_the_report_of_a_run_in_progress_says_what_is_recorded_and_shows_no_figures_for_the_rest(tmp_path):
+    bench(tmp_path, scripted(), methods=["sc@4"], problems=PROBLEMS[:3])
+    settings_file = tmp_path / "run.json"  # the selection is 5 problems; 3 ran; bok@4 has not started
+    run = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({**run, "problem_ids": [p.id for p in PROBLEMS],
+                                         "methods": ["sc@4", "bok@4"]}))  # fmt: skip
+    text = write_report(tmp_path, plot=False)
+    assert "**partial run**: problems recorded so far out of 5: sc@4 3, bok@4 0" in text
+    assert "| sc@4 | 3 | 66.7% (2/3) |" in text  # p2, the hard problem, is wrong
+    assert "| bok@4 | 0 | not run yet | - |" in text and "0.0% (0/0)" not in text
+    assert "| sc@4 | bok@4 | 0 | no problem finished by both | - |" in text and "+0.0 pts" not in text
+    complete = bench(tmp_path / "full", scripted(), methods=["sc@4"])
+    assert len(complete["sc@4"]) == 5 and "partial run" not in write_report(tmp_path / "full", plot=False)
+
+
 def test_a_problem_whose_sampling_fails_waits_for_a_rerun(tmp_path):
     results = bench(tmp_path, scripted(fail={"p3"}), methods=["sc@4", "magicore@4"])
     for config in ("sc@4", "magicore@4"):
