@@ -40,6 +40,9 @@ CONTEXT_TOKENS = 8192
 SHARED_CONTEXT_TOKENS = 32768
 #: Parallel slots of llama-server: chains decoded together (docs/embedded.md has the figures).
 PARALLEL = 8
+#: CPU threads the server decodes with (default: every CPU). On a machine shared with other
+#: busy processes, fewer threads than CPUs keeps llama.cpp's threads from waiting on each other.
+THREADS_ENV = "MAGICORE_EMBEDDED_THREADS"
 #: Named embedded models: spec name -> (served name, locate the GGUF).
 NAMED = {
     "default": (weights.QWEN_CODER_1_5B.name, weights.ensure_gguf),
@@ -77,6 +80,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def configured_threads() -> int | None:
+    """The thread count $MAGICORE_EMBEDDED_THREADS asks for, or None when it is unset."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"{THREADS_ENV}={raw!r}: give a positive whole number of CPU threads, or unset it")
+    return int(raw)
+
+
 class EmbeddedServer:
     """One llama-cpp-python server process serving one GGUF file."""
 
@@ -85,7 +98,7 @@ class EmbeddedServer:
         self.gguf = gguf
         self.model_name = model_name
         self.n_ctx = n_ctx
-        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.threads = threads or configured_threads() or max(1, os.cpu_count() or 1)
         self.binary = binary  # llama-server; None: llama-cpp-python's server
         self.parallel = parallel if binary else 1
         self.port: int | None = None

@@ -65,3 +65,22 @@ def test_a_server_that_stops_mid_run_is_named_not_unreachable():
     assert proc.returncode == 1, err
     assert lines[-1].startswith("magicore: error: the embedded model server stopped (exit code -9)"), err
     assert "cannot reach" not in err and "Traceback" not in err
+
+
+def test_the_thread_count_comes_from_the_environment(monkeypatch, tmp_path):
+    from magicore.agents.embedded import EmbeddedServer
+
+    binary = tmp_path / "llama-server"
+    monkeypatch.setenv("MAGICORE_EMBEDDED_THREADS", "1")
+    command = EmbeddedServer(tmp_path / "m.gguf", model_name="m", binary=binary)._command()
+    assert command[command.index("--threads") + 1] == "1"
+    monkeypatch.delenv("MAGICORE_EMBEDDED_THREADS")
+    command = EmbeddedServer(tmp_path / "m.gguf", model_name="m", binary=binary)._command()
+    assert command[command.index("--threads") + 1] == str(os.cpu_count())
+
+
+def test_a_thread_count_that_is_not_a_number_is_a_usage_error():
+    proc = magicore("solve", QUESTION, "--model", f"embedded:{smollm2()}", timeout=60,
+                    env_extra={"MAGICORE_EMBEDDED_THREADS": "two"})  # fmt: skip
+    assert_one_line_error(proc, "MAGICORE_EMBEDDED_THREADS='two': give a positive whole number of CPU threads")
+    assert proc.returncode == 2
