@@ -188,14 +188,7 @@ async def run_bench(
         reward = CachedReward(resolve_reward(models.reward, models.model, family), out)
     results: dict[str, dict[str, dict]] = {}
     for run in runs:
-        done = load_results(out, run.label)
-        todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]
-        todo = [p for p in todo if store.has(p.id, run.k)]  # a problem whose sampling failed waits for a rerun
-        if todo:
-            log(f"{run.label}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} done or waiting for samples")
-        else:
-            log(f"{run.label}: nothing to run ({len(done)} of {len(problems)} problems done)")
-        sink = JsonlLog(results_path(out, run.label))
+        todo, sink = problems_to_run(run, problems, out, store, retry_errors, log)
         if run.method == "magicore":
             await run_magicore(problems, todo, settings, models, reward, out, sink, limit, progress, log,
                                run=run, solver=replay)  # fmt: skip
@@ -221,6 +214,20 @@ def open_run(problems: Sequence[Problem], settings: BenchSettings, models: Model
                          "(run `magicore calibrate` first)")  # fmt: skip
     prepare_out(out, settings)
     return runs
+
+
+def problems_to_run(run: MethodRun, problems: Sequence[Problem], out: Path, store: SampleStore,
+                    retry_errors: bool, log: Callable[[str], None]) -> tuple[list[Problem], JsonlLog]:  # fmt: skip
+    """A configuration's problems still to run (not recorded, or errors to retry, and sampled),
+    said on the log, and the file its records go to (both engines)."""
+    done = load_results(out, run.label)
+    todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]
+    todo = [p for p in todo if store.has(p.id, run.k)]  # a problem whose sampling failed waits for a rerun
+    if todo:
+        log(f"{run.label}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} done or waiting for samples")
+    else:
+        log(f"{run.label}: nothing to run ({len(done)} of {len(problems)} problems done)")
+    return todo, JsonlLog(results_path(out, run.label))
 
 
 async def _sample(problems, k, settings, models, store, limit, progress, log) -> None:

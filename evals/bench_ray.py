@@ -27,9 +27,9 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from magicore.evals.bench import BenchSettings, Models, open_run
+from magicore.evals.bench import BenchSettings, Models, open_run, problems_to_run
 from magicore.evals.grading import graded
-from magicore.evals.bench_store import JsonlLog, load_results, make_record, results_path
+from magicore.evals.bench_store import JsonlLog, load_results, make_record
 from magicore.evals.datasets import Problem
 from magicore.evals.paired import SampleStore, ScoreLog
 from magicore.evals.progress import ProgressBar
@@ -242,14 +242,7 @@ async def run_bench_ray(
             f"{settings.concurrency} problem(s) at a time each")  # fmt: skip
         await _sample(pool, problems, max(r.k for r in runs), settings, store, progress, log)
         for run in runs:
-            done = load_results(out, run.label)
-            todo = [p for p in problems if p.id not in done or (retry_errors and done[p.id].get("error"))]
-            todo = [p for p in todo if store.has(p.id, run.k)]  # a problem whose sampling failed waits for a rerun
-            if todo:
-                log(f"{run.label}: {len(todo)} problem(s) to run, {len(problems) - len(todo)} done or waiting for samples")
-            else:
-                log(f"{run.label}: nothing to run ({len(done)} of {len(problems)} problems done)")
-            sink = JsonlLog(results_path(out, run.label))
+            todo, sink = problems_to_run(run, problems, out, store, retry_errors, log)
             if todo and run.method == "magicore" and settings.calibration == "batch":
                 await _magicore_batch(pool, run, problems, todo, settings, models, store, scores, out, sink, progress,
                                       log)  # fmt: skip
