@@ -15,17 +15,13 @@ from magicore.evals.mock_server import MockServer, MockSettings
 from magicore.evals.report import summaries, wilson_interval, write_report
 from magicore.tools.errors import InputError
 from magicore.ui.cli import main
-from tests.fakes import FakeAnswerReward, RoleScriptedModel, solution
+from tests.fakes import RoleScriptedModel, bench_problems, solution
 
 # Four easy problems (every chain right, high reward) and one hard one: four different answers,
 # the first ("5") the best of its own chains but far below the batch's first chains. Under the
 # batch calibration it is hard (cond1 fails, the vote is spread); under its own chains it is not.
-PROBLEMS = [Problem(id=f"p{i}", question=f"Question {i}: what is the number?", answer=str(10 + i), dataset="t")
-            for i in range(5)]  # fmt: skip
 HARD = "p2"
-ANSWERS = {p.id: [p.answer] * 4 for p in PROBLEMS} | {HARD: ["5", "6", "7", "9"]}
-REWARD = FakeAnswerReward({**{p.answer: (0.9, 0.9) for p in PROBLEMS},
-                           "5": (0.4, 0.4), "6": (0.2, 0.2), "7": (0.2, 0.2), "9": (0.2, 0.2)})  # fmt: skip
+PROBLEMS, ANSWERS, REWARD = bench_problems(5, HARD)
 
 
 def problem_of(messages) -> Problem:

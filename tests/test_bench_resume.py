@@ -25,17 +25,13 @@ from magicore.evals.datasets import Problem
 from magicore.evals.thread_state import thread_state
 from magicore.graphs.build import build_graph
 from magicore.graphs.checkpoint import sqlite_checkpointer
-from tests.fakes import FakeAnswerReward, RoleScriptedModel, solution
+from tests.fakes import RoleScriptedModel, bench_problems, solution
 
 # Two easy problems and one hard one (four different answers, far below the batch's first
 # chains), so a run passes through every node: solve, score, aggregate, route, review, refine,
 # finish.
-PROBLEMS = [Problem(id=f"p{i}", question=f"Question {i}: what is the number?", answer=str(10 + i), dataset="t")
-            for i in range(3)]  # fmt: skip
 HARD = "p1"
-ANSWERS = {p.id: [p.answer] * 4 for p in PROBLEMS} | {HARD: ["5", "6", "7", "9"]}
-REWARD = FakeAnswerReward({**{p.answer: (0.9, 0.9) for p in PROBLEMS},
-                           "5": (0.4, 0.4), "6": (0.2, 0.2), "7": (0.2, 0.2), "9": (0.2, 0.2)})  # fmt: skip
+PROBLEMS, ANSWERS, REWARD = bench_problems(3, HARD)
 CONFIG = "magicore@4"
 SETTINGS = dict(dataset="t", methods=[CONFIG], k=4, rounds=1, model="scripted", reward="fake", concurrency=1)
 
