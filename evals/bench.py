@@ -235,7 +235,9 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
     todo = [p for p in problems if not store.has(p.id, k)]
     if not todo:
         return
-    log(f"sampling: {len(todo)} problem(s) need {k} chains each")
+    kept = sum(len(store.partial_chains(p.id)) for p in todo)
+    log(f"sampling: {len(todo)} problem(s) need {k} chains each"
+        + (f" ({kept} chain(s) kept from an interrupted sampling)" if kept else ""))  # fmt: skip
     solver = sampling_solver(models.model, settings.config_values())
     bar = ProgressBar(len(todo), f"sample {k} chains", progress)
 
@@ -243,8 +245,11 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
         async with limit:
             try:
                 with workflow_span("sample", problem.question):  # one trace per problem's sampling
-                    entry = await sample_missing(solver, problem, store.entries.get(problem.id), k,
-                                                 settings.sample_seed)  # fmt: skip
+                    entry = await sample_missing(
+                        solver, problem, store.entries.get(problem.id), k, settings.sample_seed,
+                        partial=store.partial_chains(problem.id),
+                        on_chain=lambda i, chain: store.add_partial(problem.id, i, chain),
+                    )  # fmt: skip
             except Exception as error:  # one failing problem must not end the batch; a rerun retries it
                 log(f"sampling {problem.id} failed: {error}")
                 bar.update()
@@ -256,6 +261,7 @@ async def _sample(problems, k, settings, models, store, limit, progress, log) ->
         await asyncio.gather(*(one(p) for p in todo))
     finally:
         bar.close()
+        store.compact()
 
 
 def sampling_solver(model: BaseChatModel, config_values: dict) -> Solver:

@@ -81,6 +81,22 @@ class JsonlLog:
             os.close(fd)
 
 
+    def rewrite(self, records: list[dict]) -> None:
+        """Replace the whole file atomically (a crash leaves the old file or the new one); no
+        records removes it."""
+        if not records:
+            self.path.unlink(missing_ok=True)
+            _fsync_dir(self.path.parent)
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+        _fsync_dir(self.path.parent)
+
+
 def results_path(out: Path, method: str) -> Path:
     return Path(out) / f"{method}.jsonl"
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,9 @@ from magicore.tools.llm import Usage, charge_usage, track_usage
 from magicore.tools.rewards.base import RewardModel
 
 SAMPLES_FILE = "samples.jsonl"
+#: Chains of problems whose sampling has not finished, one line each as it arrives, so that an
+#: interrupted run samples again only the chains it had not got (on a CPU one chain is minutes).
+PARTIAL_FILE = "samples.partial.jsonl"
 SCORES_FILE = "scores.jsonl"
 _CONFIG = re.compile(r"^([a-z][a-z-]*)(?:@(\d+))?$")
 
@@ -110,11 +112,18 @@ class StoredChains:
 
 
 class SampleStore(StoredChains):
-    """`samples.jsonl`: per problem, the chains sampled once for every configuration."""
+    """`samples.jsonl`: per problem, the chains sampled once for every configuration; and
+    `samples.partial.jsonl`: the chains of problems still being sampled, as they arrive."""
 
     def __init__(self, out: Path):
         self.log = JsonlLog(Path(out) / SAMPLES_FILE)
         super().__init__({e["id"]: e for e in self.log.read() if "id" in e})
+        self.partial_log = JsonlLog(Path(out) / PARTIAL_FILE)
+        self.partial: dict[str, dict[int, dict]] = {}
+        for line in self.partial_log.read():
+            if line.get("index", -1) >= len(self.entries.get(line.get("id"), {}).get("chains", ())):
+                self.partial.setdefault(line["id"], {})[line["index"]] = line["chain"]
+        self.compact()
 
     def _where(self) -> str:
         return f" in {self.log.path}"
@@ -122,30 +131,54 @@ class SampleStore(StoredChains):
     def add(self, entry: dict) -> None:
         self.log.append(entry)
         self.entries[entry["id"]] = entry
+        self.partial.pop(entry["id"], None)
+
+    def compact(self) -> None:
+        """Rewrite `samples.partial.jsonl` with the chains of unfinished problems only (none: no file)."""
+        kept = [{"id": pid, "index": i, "chain": chain}
+                for pid, chains in self.partial.items() for i, chain in sorted(chains.items())]  # fmt: skip
+        if len(kept) != len(self.partial_log.read()):
+            self.partial_log.rewrite(kept)
+
+    def partial_chains(self, problem_id: str) -> dict[int, dict]:
+        """The chains of an unfinished sampling of this problem, by chain index."""
+        return dict(self.partial.get(problem_id, {}))
+
+    def add_partial(self, problem_id: str, index: int, chain: dict) -> None:
+        self.partial_log.append({"id": problem_id, "index": index, "chain": chain})
+        self.partial.setdefault(problem_id, {})[index] = chain
 
 
 async def sample_problem(solver: Solver, problem: Problem, k: int, seed: int, family: str | None = None) -> dict:
     """Sample k chains of one problem, one request per chain with seed `seed + i`, so each
     chain's own cost is known exactly (the same seeds a server that ignores `n` gets)."""
-    family = family or detect_family(problem.question)
+    return await sample_missing(solver, problem, {"chains": [], "family": family}, k, seed)
+
+
+async def sample_missing(solver: Solver, problem: Problem, entry: dict | None, k: int, sample_seed: int, *,
+                         partial: dict[int, dict] | None = None,
+                         on_chain: Callable[[int, dict], None] | None = None) -> dict:  # fmt: skip
+    """A problem's `samples.jsonl` entry with `k` chains: the stored `entry`'s chains, then the
+    missing ones, chain i sampled with seed `sample_seed + i`. Chains in `partial` (by index,
+    from an interrupted sampling) are taken as they are; `on_chain(i, chain)` is called as each
+    new chain arrives."""
+    have = list(entry["chains"]) if entry else []
+    family = (entry or {}).get("family") or FAMILIES.get(problem.dataset) or detect_family(problem.question)
+    partial = partial or {}
 
     async def one(i: int) -> dict:
-        result = await solver.asolve(problem.question, k=1, family=family, seed=seed + i)
+        if i in partial:
+            return partial[i]
+        result = await solver.asolve(problem.question, k=1, family=family, seed=sample_seed + i)
         chain = result.chains[0]
-        return {"text": chain.text, "finish_reason": chain.finish_reason, "seed": seed + i,
-                "usage": usage_dict(result.usage)}  # fmt: skip
+        sampled = {"text": chain.text, "finish_reason": chain.finish_reason, "seed": sample_seed + i,
+                   "usage": usage_dict(result.usage)}  # fmt: skip
+        if on_chain:
+            on_chain(i, sampled)
+        return sampled
 
-    chains = await asyncio.gather(*(one(i) for i in range(k)))
-    return {"id": problem.id, "family": family, "k": k, "seed": seed, "chains": list(chains)}
-
-
-async def sample_missing(solver: Solver, problem: Problem, entry: dict | None, k: int, sample_seed: int) -> dict:
-    """A problem's `samples.jsonl` entry with `k` chains: the stored `entry`'s chains, then the
-    missing ones sampled (chain i with seed `sample_seed + i`)."""
-    have = list(entry["chains"]) if entry else []
-    new = await sample_problem(solver, problem, k - len(have), sample_seed + len(have),
-                               family=entry.get("family") if entry else FAMILIES.get(problem.dataset))  # fmt: skip
-    return {**new, "k": k, "seed": sample_seed, "chains": have + new["chains"]}
+    new = await asyncio.gather(*(one(i) for i in range(len(have), k)))
+    return {"id": problem.id, "family": family, "k": k, "seed": sample_seed, "chains": have + list(new)}
 
 
 class ReplaySolver(Solver):

@@ -231,6 +231,30 @@ def test_a_problem_whose_sampling_fails_waits_for_a_rerun(tmp_path):
     assert results["magicore@4"]["p3"]["calibration"] == "batch"
 
 
+def test_an_interrupted_sampling_samples_again_only_the_chains_it_had_not_got(tmp_path):
+    seen: dict[str, int] = {}
+
+    def solver(_n, messages):  # p1's third chain fails, as a server going down would make it
+        p = problem_of(messages)
+        seen[p.id] = seen.get(p.id, 0) + 1
+        return RuntimeError("model server down") if (p.id, seen[p.id]) == ("p1", 3) else solution(f"{seen[p.id]}")
+
+    results = bench(tmp_path, RoleScriptedModel({"solver": solver}), methods=["sc@4"])
+    assert "p1" not in results["sc@4"] and len(results["sc@4"]) == 4
+    partial = [json.loads(line) for line in (tmp_path / "samples.partial.jsonl").read_text().splitlines()]
+    kept = {line["index"]: line["chain"] for line in partial}
+    assert {line["id"] for line in partial} == {"p1"} and {0, 1} <= set(kept) and 2 not in kept
+
+    rerun = scripted()
+    results = bench(tmp_path, rerun, methods=["sc@4"])
+    assert len(rerun.calls("solver")) == 4 - len(kept)  # only the chains it had not got
+    entry = next(json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()
+                 if json.loads(line)["id"] == "p1")  # fmt: skip
+    assert [c["seed"] for c in entry["chains"]] == [0, 1, 2, 3]
+    assert all(entry["chains"][i] == chain for i, chain in kept.items())
+    assert "p1" in results["sc@4"] and not (tmp_path / "samples.partial.jsonl").exists()
+
+
 def test_a_failing_problem_is_recorded_as_an_error_and_can_be_retried(tmp_path):
     broken = scripted(reviewer_down=True)
     results = bench(tmp_path, broken, methods=["sc@4", "magicore@4"])
