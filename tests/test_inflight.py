@@ -152,3 +152,20 @@ def test_a_run_reports_its_bound_in_json():
     (report,) = result.to_json()["inflight"]
     assert report == {"server": report["server"], "bound": 256, "start": 256, "ceiling": 1024, "adaptive": True,
                       "peak": 1, "backoffs": 0}  # fmt: skip
+
+
+async def test_traces_carry_the_bound(spans):
+    from magicore.graphs.api import asolve
+
+    with MockServer(MockSettings()) as server:
+        model = chat_model(parse_spec(f"vllm:mock@{server.base_url}"), timeout=10)
+        await asolve(QUESTION, method="sc", model=model)
+    finished = spans.get_finished_spans()
+    (chat,) = [s for s in finished if s.name.startswith("chat ")]
+    assert chat.attributes["magicore.inflight.bound"] == INFLIGHT["vllm"][0]
+    assert chat.attributes["magicore.inflight.in_flight"] == 1
+    (root,) = [s for s in finished if s.name.startswith("invoke_workflow")]
+    assert root.attributes["magicore.inflight.bound"] == (INFLIGHT["vllm"][0],)
+    assert root.attributes["magicore.inflight.ceiling"] == (INFLIGHT["vllm"][1],)
+    assert root.attributes["magicore.inflight.backoffs"] == (0,)
+    assert root.attributes["magicore.inflight.server"][0].startswith("mock@http://127.0.0.1:")
