@@ -169,3 +169,25 @@ async def test_traces_carry_the_bound(spans):
     assert root.attributes["magicore.inflight.ceiling"] == (INFLIGHT["vllm"][1],)
     assert root.attributes["magicore.inflight.backoffs"] == (0,)
     assert root.attributes["magicore.inflight.server"][0].startswith("mock@http://127.0.0.1:")
+
+
+def test_congestion_is_read_through_the_model_error_that_wraps_it():
+    import httpx
+    import openai
+
+    from magicore.tools.errors import ModelError
+
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+
+    def wrapped(error):
+        try:
+            raise ModelError("the model server answered") from error
+        except ModelError as outer:
+            return outer
+
+    busy = openai.RateLimitError("busy", response=httpx.Response(429, request=request), body=None)
+    broken = openai.BadRequestError("bad", response=httpx.Response(400, request=request), body=None)
+    assert inflight.is_congestion(wrapped(busy)) and inflight.is_congestion(busy)
+    assert inflight.is_congestion(wrapped(openai.APITimeoutError(request=request)))
+    assert not inflight.is_congestion(wrapped(broken))
+    assert not inflight.is_congestion(ModelError("the reply had no choices"))

@@ -175,17 +175,24 @@ def push_back(status: int | None = None) -> None:
         outcome.limiter.congested(outcome.epoch)
 
 
-def is_congestion(error: BaseException) -> bool:
-    """Whether a failed request's error means the server is overloaded (by the openai SDK's
-    types, which the transport raises, and magicore's own ModelError)."""
-    status = getattr(error, "status_code", None)
-    if isinstance(status, int):
-        return status in CONGESTION_STATUS
+def is_congestion(error: BaseException | None) -> bool:
+    """Whether a failed request's error, or the error it was raised from (tools/llm.py wraps
+    every backend's error in a ModelError), means the server is overloaded: HTTP 429 or 503, a
+    timeout, a connection that could not be made (the openai SDK's types, which the transport
+    raises too)."""
     try:
         import openai
     except ImportError:  # pragma: no cover - langchain-openai depends on openai
-        return False
-    return isinstance(error, (openai.APITimeoutError, openai.APIConnectionError))
+        openai = None
+    seen = 0
+    while error is not None and seen < 4:
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            return status in CONGESTION_STATUS
+        if openai is not None and isinstance(error, (openai.APITimeoutError, openai.APIConnectionError)):
+            return True
+        error, seen = error.__cause__, seen + 1
+    return False
 
 
 def note(limiter: Limiter) -> None:
