@@ -103,6 +103,9 @@ class Case:
     child_cpu: float = 0.0  # CPU seconds of subprocesses it ran meanwhile (the code sandbox)
     bound: int = 0  # the client's in-flight bound to the mock at the end of the case
     peak: int = 0  # the most requests in flight at once during the case
+    floor: float | None = None  # plain aiohttp making the same requests in the same waves
+    wave_requests: list[int] = field(default_factory=list)  # requests per wave, all problems together
+    solve_n: int = 1  # n of the Solver's requests
 
     @property
     def overhead(self) -> float:
@@ -195,10 +198,15 @@ async def run_case(model, method: str, *, k: int, problems: int, concurrency: in
     wall = time.perf_counter() - started
     cpu, child = time.process_time() - cpu, _children_cpu() - child
     critical, bounded, waves = critical_paths(method, results, concurrency, timing)
+    per_problem = [waves_of(method, r) for r in results]
+    depth = max(len(w) for w in per_problem)
+    wave_requests = [sum(w[i][1] for w in per_problem if i < len(w)) for i in range(depth)]
+    solve_n = k if all(w[0][1] == 1 for w in per_problem) else 1
     return Case(label or method, method, k, problems, concurrency, wall, critical, bounded,
                 requests=sum(r.requests for r in results), llm_calls=sum(r.llm_calls for r in results),
                 waves=waves, rounds=sum(r.rounds for r in results) / len(results), cpu=cpu,
-                child_cpu=child, bound=limiter.limit, peak=limiter.peak)  # fmt: skip
+                child_cpu=child, bound=limiter.limit, peak=limiter.peak, wave_requests=wave_requests,
+                solve_n=solve_n)  # fmt: skip
 
 
 def _children_cpu() -> float:
@@ -227,6 +235,30 @@ async def raw_floor(base_url: str, *, k: int, requests: int) -> float:
         return time.perf_counter() - started
 
 
+async def raw_waves(base_url: str, wave_requests: Sequence[int], *, solve_n: int) -> float:
+    """The same requests in the same waves with plain aiohttp and nothing else (the first wave's
+    requests ask for `solve_n` choices, the others for one): the floor the mock server, loopback
+    and an HTTP client allow for a case whose problems all run at once."""
+    import aiohttp
+
+    def body(n: int) -> dict:
+        return {"model": "mock-model", "n": n, "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Problem: what is 40 + 2?"}]}  # fmt: skip
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(payload: dict) -> None:
+            async with session.post(f"{base_url}/chat/completions", json=payload) as response:
+                await response.json()
+
+        await one(body(1))  # connect once
+        started = time.perf_counter()
+        for i, count in enumerate(wave_requests):
+            payload = body(solve_n if i == 0 else 1)
+            await asyncio.gather(*(one(payload) for _ in range(count)))
+        return time.perf_counter() - started
+
+
 @dataclass
 class OverheadSettings:
     latency: float = 0.2
@@ -251,13 +283,14 @@ def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | N
     lines = [f"### {title}", "",
              "| case | method | k | problems | at a time | waves | wall s | critical path s | overhead | "
              "wall / critical | bounded path s | requests | in-flight bound (peak) | CPU ms / request | "
-             "sandbox CPU s |",
-             "|" + " --- |" * 15]  # fmt: skip
+             "sandbox CPU s | raw floor s | wall / floor |",
+             "|" + " --- |" * 17]  # fmt: skip
     for c in cases:
         lines.append(
             f"| {c.label} | {c.method} | {c.k} | {c.problems} | {c.concurrency} | {c.waves} | {c.wall:.3f} "
             f"| {c.critical:.3f} | {100 * c.overhead:.1f}% | {c.ratio:.2f}x | {c.bounded:.3f} | {c.requests} "
-            f"| {c.bound} ({c.peak}) | {1000 * c.cpu / max(1, c.requests):.2f} | {c.child_cpu:.2f} |"
+            f"| {c.bound} ({c.peak}) | {1000 * c.cpu / max(1, c.requests):.2f} | {c.child_cpu:.2f} "
+            + (f"| {c.floor:.3f} | {c.wall / c.floor:.2f}x |" if c.floor else "| - | - |")
         )
     if floors:
         lines.append("")
@@ -290,6 +323,8 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
         else:
             case = await run_case(model, method, k=s.k, problems=s.problems, concurrency=s.concurrency,
                                   rounds=s.rounds, reward=s.reward, timing=timing)  # fmt: skip
+        if case.concurrency >= case.problems:  # all at once: the same waves are the floor
+            case.floor = await raw_waves(base_url, case.wave_requests, solve_n=case.solve_n)
         out["methods"].append(case)
     title = (f"Methods: {s.problems} problems, {s.concurrency} at a time, k={s.k}, T={s.rounds} "
              f"(Self-Refine: {MethodConfig().self_refine_rounds})")  # fmt: skip
