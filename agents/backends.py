@@ -8,7 +8,7 @@ Spec grammar (documented in README.md):
     openai:MODEL                     the OpenAI API (key from OPENAI_API_KEY)
     [PROVIDER:]MODEL@URL             any OpenAI-compatible server at URL (vLLM, llama.cpp, Ollama,
                                      SGLang); PROVIDER (vllm, llamacpp, ollama, sglang, openai)
-                                     only names it in traces
+                                     names it in traces and picks its in-flight bound (INFLIGHT)
     [PROVIDER:]URL                   the same, using the one model the server lists
     [PROVIDER:]MODEL@URL,URL,...     one model served by several replicas: each request goes to the
                                      least-busy replica that is up (agents/replicas.py)
@@ -56,7 +56,7 @@ INFLIGHT: dict[str, tuple[int, int]] = {
     "openai": (16, 256),
     "openai-compatible": (16, 128),
     "llamacpp": (16, 16),
-    "ollama": (8, 8),
+    "ollama": (16, 16),
 }
 
 
