@@ -8,7 +8,7 @@ Spec grammar (documented in README.md):
     openai:MODEL                     the OpenAI API (key from OPENAI_API_KEY)
     [PROVIDER:]MODEL@URL             any OpenAI-compatible server at URL (vLLM, llama.cpp, Ollama,
                                      SGLang); PROVIDER (vllm, llamacpp, ollama, sglang, openai)
-                                     only names it in traces
+                                     names it in traces and picks its in-flight bound (INFLIGHT)
     [PROVIDER:]URL                   the same, using the one model the server lists
     [PROVIDER:]MODEL@URL,URL,...     one model served by several replicas: each request goes to the
                                      least-busy replica that is up (agents/replicas.py)
@@ -43,6 +43,21 @@ SERVER_TIMEOUT = 120.0
 EMBEDDED_TIMEOUT = 900.0
 
 Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]
+
+#: Requests in flight per server, by kind: (starting bound, ceiling). The bound grows while
+#: requests wait and the server answers, and halves on HTTP 429/503 (tools/inflight.py).
+#: vLLM and SGLang batch many sequences and queue the rest themselves: start at vLLM's default
+#: `max_num_seqs` (256). The OpenAI API says when it is too much (429). llama.cpp and Ollama
+#: decode a few requests at a time and queue the rest without a signal, so their bound does not
+#: grow; an unknown server grows to a modest ceiling.
+INFLIGHT: dict[str, tuple[int, int]] = {
+    "vllm": (256, 1024),
+    "sglang": (256, 1024),
+    "openai": (16, 256),
+    "openai-compatible": (16, 128),
+    "llamacpp": (16, 16),
+    "ollama": (16, 16),
+}
 
 
 @dataclass(frozen=True)
@@ -188,8 +203,8 @@ def chat_model(
 
     The embedded backend starts its local server on first use and shares it between all models
     made here; it stops when the process exits. `metadata` on the returned model carries
-    `magicore_provider`, `magicore_spec` and `magicore_max_concurrency`, which the rest of
-    magicore reads; a spec with several URLs adds `magicore_replicas` and
+    `magicore_provider`, `magicore_spec`, `magicore_max_concurrency` (the starting in-flight bound),
+    `magicore_inflight_ceiling` and `magicore_inflight_adaptive`, which the rest of magicore reads; a spec with several URLs adds `magicore_replicas` and
     `magicore_replica_concurrency` (the bound per replica; `magicore_max_concurrency` is then
     that bound times the replicas).
 
@@ -199,8 +214,9 @@ def chat_model(
         max_tokens: tokens per completion at most (default: DEFAULT_MAX_TOKENS, 1024 for the
             embedded model and 4096 for a server).
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
-            else 2 for the embedded model, 64 for vLLM and SGLang, 16 for other servers). A vLLM server batches far
-            more; raising it shortens MAgICoRe's review and refine waves (docs/bench.md).
+            else the bound of the server's kind in `INFLIGHT`, which grows up to its ceiling while
+            requests wait; the embedded server's slots). Either way HTTP 429 or 503 halves the
+            bound for a while (tools/inflight.py; docs/bench.md).
     """
     spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
     if spec.provider == "embedded":
@@ -218,10 +234,13 @@ def chat_model(
         timeout = timeout or SERVER_TIMEOUT
         base_url, provider = spec.base_url, spec.provider
         model = spec.model or _served_model(spec.urls, key, timeout)
-        # vLLM and SGLang batch many sequences at once; other servers get a modest bound.
-        concurrency = 64 if provider in ("vllm", "sglang") else 16
+        concurrency, ceiling = INFLIGHT[provider]
         max_tokens = max_tokens or DEFAULT_MAX_TOKENS["server"]
-    concurrency = max_concurrency or _env_concurrency() or concurrency
+    if spec.provider == "embedded":
+        ceiling = concurrency
+    chosen = max_concurrency or _env_concurrency()
+    if chosen:  # the user's bound is also the ceiling; a 429 or 503 still lowers it for a while
+        concurrency = ceiling = chosen
     extra_metadata = {}
     if spec.provider == "embedded":
         from magicore.agents.embedded import DEFAULT_REWARD
@@ -229,12 +248,15 @@ def chat_model(
         if model in DEFAULT_REWARD:
             extra_metadata["magicore_default_reward"] = DEFAULT_REWARD[model]
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
-    metadata = {"magicore_provider": provider, "magicore_spec": str(spec), "magicore_max_concurrency": concurrency}
+    metadata = {"magicore_provider": provider, "magicore_spec": str(spec), "magicore_max_concurrency": concurrency,
+                "magicore_inflight_ceiling": ceiling, "magicore_inflight_adaptive": True}  # fmt: skip
     extra = {}
     if len(spec.replicas) > 1:
         # the bound is per server: the model as a whole may have one bound's worth in flight on
         # every replica, and agents/replicas.py keeps each replica within its own
+        # (each replica's own bound is fixed at the starting bound; the model's bound may still halve)
         metadata.update(magicore_max_concurrency=concurrency * len(spec.replicas),
+                        magicore_inflight_ceiling=concurrency * len(spec.replicas),
                         magicore_replica_concurrency=concurrency, magicore_replicas=list(spec.replicas))  # fmt: skip
         extra["replica_urls"] = list(spec.replicas)
     return chat_class(

@@ -79,7 +79,9 @@ class Reviewer:
         return review, usage
 
     async def _review(self, question, chain, index, evidence, family) -> tuple[Review, Usage]:
-        messages = convert_to_messages(self.messages(question, chain, evidence, family))
+        messages = self.messages(question, chain, evidence, family)
+        if self.tools:  # the tool loop appends LangChain messages; without tools the pairs are sent as they are
+            messages = convert_to_messages(messages)
         usage, calls = Usage(), 0
         tools = [_tool_schema(t) for t in self.tools.values()]
         while True:

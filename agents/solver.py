@@ -76,16 +76,19 @@ class Solver:
             return Chain.from_text(c.text, choices=choices, family=family, finish_reason=c.finish_reason,
                                    trace_link=c.metadata.get("span"))  # fmt: skip
 
+        parsed: dict[int, Chain] = {}  # id(completion) -> its chain: each is parsed once
+
         def arrived(c: Completion) -> None:
             if on_chain is not None:
-                on_chain(parse(c))
+                parsed[id(c)] = chain = parse(c)
+                on_chain(chain)
 
         with telemetry.agent_span("solver", self.model, **{"magicore.k": k, "magicore.task_family": family}) as span:
             completions, usage = await sample(
                 self.model, messages, n=k, temperature=cfg.temperature, top_p=cfg.top_p,
                 max_tokens=cfg.max_tokens, seed=cfg.seed if seed is None else seed, on_completion=arrived,
             )  # fmt: skip
-            chains = [parse(c) for c in completions]
+            chains = [parsed.get(id(c)) or parse(c) for c in completions]
             telemetry.set_attributes(span, {**telemetry.usage_attributes(usage),
                                             "magicore.answers": [str(c.answer) for c in chains]})  # fmt: skip
         return SolverResult(chains=chains, usage=usage, family=family)

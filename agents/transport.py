@@ -21,6 +21,7 @@ from typing import Literal
 from langchain_openai import ChatOpenAI
 from pydantic import Field
 
+from magicore.tools import inflight
 from magicore.tools.errors import ModelError
 from magicore.tools.loop_local import LoopLocal
 
@@ -51,6 +52,43 @@ class OpenAICompatibleChat(ChatOpenAI):
             payload["max_tokens"] = payload.pop("max_completion_tokens")
         return payload
 
+    def lean_payload(self, messages, **kwargs) -> dict | None:
+        """The chat-completion body `_get_request_payload` would build, without LangChain's
+        message objects, or None where only that path is right (streaming, structured output,
+        tools, the Responses API, messages other than plain system/user/assistant text).
+
+        `messages`: (role, text) pairs or LangChain messages. tools/llm.py posts it with
+        `apost_lean` when no callback handler watches the call (see there)."""
+        if self.transport != "aiohttp" or self.streaming or kwargs.get("stream") or "response_format" in kwargs:
+            return None
+        if "tools" in kwargs or "functions" in kwargs or self.rate_limiter is not None or _cached(self):
+            return None  # LangChain's path applies its rate limiter and its cache
+        converted = _plain_messages(messages)
+        if converted is None:
+            return None
+        defaults = self._default_params
+        if "max_completion_tokens" in defaults:  # ChatOpenAI's name for it; a call's own max_tokens wins
+            defaults["max_tokens"] = defaults.pop("max_completion_tokens")
+        payload = {**defaults, **kwargs}
+        if "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        if self._use_responses_api(payload):
+            return None
+        payload.pop("stream", None)
+        payload["messages"] = converted
+        return payload
+
+    async def apost_lean(self, payload: dict) -> dict:
+        """POST a `lean_payload` body (to the replicas when several serve the model) and return
+        the checked reply."""
+        if len(self.replica_urls) > 1:
+            from magicore.agents.replicas import post_to_replicas
+
+            response = await post_to_replicas(self, payload)
+        else:
+            response = await post_chat_completion(self, payload)
+        return _checked_reply(self, response)
+
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         if self.transport != "aiohttp" or self.streaming or kwargs.get("stream") or "response_format" in kwargs:
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
@@ -65,6 +103,40 @@ class OpenAICompatibleChat(ChatOpenAI):
         else:
             response = await post_chat_completion(self, payload)
         return self._create_chat_result(_checked_reply(self, response), {})
+
+
+#: LangChain message types and (role, text) roles as chat-completion roles: what
+#: langchain-openai's `_convert_message_to_dict` sends for plain text messages.
+_ROLES = {"system": "system", "human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
+
+
+def _cached(model: ChatOpenAI) -> bool:
+    """Whether `agenerate` would look the call up in a LangChain cache."""
+    if model.cache is False:
+        return False
+    if model.cache is not None:
+        return True
+    from langchain_core.globals import get_llm_cache
+
+    return get_llm_cache() is not None
+
+
+def _plain_messages(messages) -> list[dict] | None:
+    """[{"role", "content"}] for plain text messages, else None (names, tool calls, images and
+    other fields go through langchain-openai's converter)."""
+    out = []
+    for m in messages:
+        if isinstance(m, tuple):
+            if len(m) != 2 or not isinstance(m[1], str) or m[0] not in _ROLES:
+                return None
+            out.append({"role": _ROLES[m[0]], "content": m[1]})
+            continue
+        kind = getattr(m, "type", None)
+        if (kind not in ("system", "human", "ai") or not isinstance(m.content, str) or m.name
+                or m.additional_kwargs or getattr(m, "tool_calls", None) or getattr(m, "invalid_tool_calls", None)):  # fmt: skip
+            return None
+        out.append({"role": _ROLES[kind], "content": m.content})
+    return out
 
 
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
@@ -180,15 +252,19 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
                 status = response.status
                 response_headers = dict(response.headers)
         except asyncio.TimeoutError:
+            inflight.push_back()  # a server that cannot answer in time is taking too much
             if last or budget is not None:  # the whole budget is spent
                 raise _timed_out(model, budget, attempt, started) from None
         except aiohttp.ClientError as error:
             failure = _connection_error(model, error, attempt, started)
+            if isinstance(error, aiohttp.ClientConnectorError):
+                inflight.push_back()  # refused: the server cannot take more connections
             if last:
                 raise failure from error
         else:
             if status < 400:
                 return json.loads(raw)
+            inflight.push_back(status)  # a 429 or 503 lowers the bound before the retry
             httpx = _httpx_module()
             reply = httpx.Response(status, content=raw, headers=response_headers, request=httpx.Request("POST", url))
             failure = model.root_async_client._make_status_error_from_response(reply)

@@ -6,8 +6,9 @@ reply tokens / token rate. The critical path is what the calls would take if orc
 cost nothing: the method's sequential model "waves" (solve; review, refine per round; a
 Self-Refine feedback or revision; a scoring when the reward calls the model), each taking one
 call's time, with problems scheduled on `concurrency` slots. Overhead = (wall - critical
-path) / wall. A second critical path also charges the client's bound on requests in flight
-per server (magicore_max_concurrency, agents/backends.py), to show how much of the gap it is.
+path) / wall. A second critical path also charges the ceiling of the client's bound on
+requests in flight per server (tools/inflight.py, agents/backends.py), to show how much of
+the gap it is; each case reports the bound it ended with and the most requests in flight.
 
     magicore bench-overhead --problems 16 --latency 0.2     (ui/overhead_command.py)
 """
@@ -27,6 +28,7 @@ from magicore.graphs.build import build_graph, normalize_method
 from magicore.graphs.config import MethodConfig
 from magicore.graphs.result import RunResult
 from magicore.graphs.state import Calibration
+from magicore.tools import llm
 
 #: mu far above any R (at most 2): cond1 fails, so MAgICoRe refines whenever the vote is spread
 #: (k >= 4 distinct answers), and every problem runs the same T rounds.
@@ -99,6 +101,11 @@ class Case:
     rounds: float
     cpu: float = 0.0  # this process's CPU seconds (the orchestration, HTTP client, parsing)
     child_cpu: float = 0.0  # CPU seconds of subprocesses it ran meanwhile (the code sandbox)
+    bound: int = 0  # the client's in-flight bound to the mock at the end of the case
+    peak: int = 0  # the most requests in flight at once during the case
+    floor: float | None = None  # plain aiohttp making the same requests in the same waves
+    wave_requests: list[int] = field(default_factory=list)  # requests per wave, all problems together
+    solve_n: int = 1  # n of the Solver's requests
 
     @property
     def overhead(self) -> float:
@@ -183,16 +190,23 @@ async def run_case(model, method: str, *, k: int, problems: int, concurrency: in
             return await asolve(f"Problem {i}: what is 40 + 2?", method=method, model=model, graph=graph,
                                 calibration=calibration)  # fmt: skip
 
+    limiter = await llm.limiter(model)
+    limiter.peak = limiter.in_flight  # this case's peak from here
     cpu, child = time.process_time(), _children_cpu()
     started = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(problems)))
     wall = time.perf_counter() - started
     cpu, child = time.process_time() - cpu, _children_cpu() - child
     critical, bounded, waves = critical_paths(method, results, concurrency, timing)
+    per_problem = [waves_of(method, r) for r in results]
+    depth = max(len(w) for w in per_problem)
+    wave_requests = [sum(w[i][1] for w in per_problem if i < len(w)) for i in range(depth)]
+    solve_n = k if all(w[0][1] == 1 for w in per_problem) else 1
     return Case(label or method, method, k, problems, concurrency, wall, critical, bounded,
                 requests=sum(r.requests for r in results), llm_calls=sum(r.llm_calls for r in results),
                 waves=waves, rounds=sum(r.rounds for r in results) / len(results), cpu=cpu,
-                child_cpu=child)  # fmt: skip
+                child_cpu=child, bound=limiter.limit, peak=limiter.peak, wave_requests=wave_requests,
+                solve_n=solve_n)  # fmt: skip
 
 
 def _children_cpu() -> float:
@@ -221,6 +235,30 @@ async def raw_floor(base_url: str, *, k: int, requests: int) -> float:
         return time.perf_counter() - started
 
 
+async def raw_waves(base_url: str, wave_requests: Sequence[int], *, solve_n: int) -> float:
+    """The same requests in the same waves with plain aiohttp and nothing else (the first wave's
+    requests ask for `solve_n` choices, the others for one): the floor the mock server, loopback
+    and an HTTP client allow for a case whose problems all run at once."""
+    import aiohttp
+
+    def body(n: int) -> dict:
+        return {"model": "mock-model", "n": n, "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Problem: what is 40 + 2?"}]}  # fmt: skip
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(payload: dict) -> None:
+            async with session.post(f"{base_url}/chat/completions", json=payload) as response:
+                await response.json()
+
+        await one(body(1))  # connect once
+        started = time.perf_counter()
+        for i, count in enumerate(wave_requests):
+            payload = body(solve_n if i == 0 else 1)
+            await asyncio.gather(*(one(payload) for _ in range(count)))
+        return time.perf_counter() - started
+
+
 @dataclass
 class OverheadSettings:
     latency: float = 0.2
@@ -237,19 +275,22 @@ class OverheadSettings:
     concurrency_values: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     sweep_k: int = 8  # k during the concurrency sweep
     profile: str | None = None  # a method whose methods-table run is profiled with cProfile
-    inflight: int | None = None  # the client's bound on requests in flight (None: the backend's)
+    inflight: int | None = None  # the client's bound on requests in flight (None: the server kind's)
+    provider: str = "vllm"  # the kind of server the mock stands for (its in-flight bound)
 
 
 def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | None = None) -> str:
     lines = [f"### {title}", "",
              "| case | method | k | problems | at a time | waves | wall s | critical path s | overhead | "
-             "wall / critical | bounded path s | requests | CPU ms / request | sandbox CPU s |",
-             "|" + " --- |" * 14]  # fmt: skip
+             "wall / critical | bounded path s | requests | in-flight bound (peak) | CPU ms / request | "
+             "sandbox CPU s | raw floor s | wall / floor |",
+             "|" + " --- |" * 17]  # fmt: skip
     for c in cases:
         lines.append(
             f"| {c.label} | {c.method} | {c.k} | {c.problems} | {c.concurrency} | {c.waves} | {c.wall:.3f} "
             f"| {c.critical:.3f} | {100 * c.overhead:.1f}% | {c.ratio:.2f}x | {c.bounded:.3f} | {c.requests} "
-            f"| {1000 * c.cpu / max(1, c.requests):.1f} | {c.child_cpu:.2f} |"
+            f"| {c.bound} ({c.peak}) | {1000 * c.cpu / max(1, c.requests):.2f} | {c.child_cpu:.2f} "
+            + (f"| {c.floor:.3f} | {c.wall / c.floor:.2f}x |" if c.floor else "| - | - |")
         )
     if floors:
         lines.append("")
@@ -260,15 +301,17 @@ def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | N
 
 
 async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None]) -> dict[str, list[Case]]:
-    from magicore.agents.backends import chat_model
+    from magicore.agents.backends import chat_model, parse_spec
 
-    model = chat_model(f"mock-model@{base_url}", timeout=600.0, max_retries=0, max_concurrency=s.inflight)
-    bound = int((model.metadata or {}).get("magicore_max_concurrency", 8))
-    timing = Timing(s.latency, s.tokens_per_second, bound)
+    model = chat_model(parse_spec(f"{s.provider}:mock-model@{base_url}"), timeout=600.0, max_retries=0,
+                       max_concurrency=s.inflight)  # fmt: skip
+    bound = llm.server_bound(model)
+    timing = Timing(s.latency, s.tokens_per_second, bound.ceiling)
     emit(f"mock server: latency {s.latency * 1000:.0f} ms per call, "
          f"{s.tokens_per_second or 'unlimited'} tokens/s, {REPLY_WORDS}-token replies (one call = "
          f"{timing.call('solver') * 1000:.0f} ms), n {'honoured' if s.honour_n else 'ignored'}; "
-         f"reward {s.reward}; client bound {bound} requests in flight per server; "
+         f"reward {s.reward}; client in-flight bound for a {s.provider} server: {bound.start}, growing to "
+         f"{bound.ceiling} while requests wait (halved on 429/503); "
          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start\n")  # fmt: skip
     # warm up: imports, the HTTP connection, the n-support probe
     await run_case(model, "sc", k=2, problems=1, concurrency=1, rounds=0, reward=s.reward, timing=timing)
@@ -280,6 +323,8 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
         else:
             case = await run_case(model, method, k=s.k, problems=s.problems, concurrency=s.concurrency,
                                   rounds=s.rounds, reward=s.reward, timing=timing)  # fmt: skip
+        if case.concurrency >= case.problems:  # all at once: the same waves are the floor
+            case.floor = await raw_waves(base_url, case.wave_requests, solve_n=case.solve_n)
         out["methods"].append(case)
     title = (f"Methods: {s.problems} problems, {s.concurrency} at a time, k={s.k}, T={s.rounds} "
              f"(Self-Refine: {MethodConfig().self_refine_rounds})")  # fmt: skip

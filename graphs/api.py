@@ -14,6 +14,7 @@ from magicore.graphs.config import MethodConfig
 from magicore.graphs.result import RunResult
 from magicore.graphs.state import USAGE_KEYS, Calibration
 from magicore.graphs.tracing import record_result, trace_id_of, workflow_span
+from magicore.tools import inflight
 from magicore.tools.rewards.base import RewardModel
 from magicore.tools.run_sync import run_sync
 
@@ -82,7 +83,7 @@ async def asolve(
     if calibration:
         inputs["calibration"] = calibration
     method_name = graph.name.removeprefix("magicore-") if graph.name else method
-    with workflow_span(method_name, question, session_id=session_id) as span:
+    with workflow_span(method_name, question, session_id=session_id) as span, inflight.track() as servers:
         started = time.perf_counter()
         state: dict[str, Any] = {}
         modes = ["custom", "values", *(["messages"] if on_token is not None else [])]
@@ -97,6 +98,7 @@ async def asolve(
                     on_token(token)
         result = result_from_state(question, method_name, state, time.perf_counter() - started)
         result.trace_id = trace_id_of(span)
+        result.inflight = inflight.reports(servers)
         record_result(span, result)
     return result
 

@@ -29,6 +29,9 @@ class RunResult(BaseModel):
     refinements: list[Chain] = Field(default_factory=list)
     drafts: list[dict[str, Any]] = Field(default_factory=list)
     trace_id: str | None = None  # the OpenTelemetry trace of the run, when tracing is on
+    #: per server the run called: its in-flight bound at the end, where it started, its ceiling,
+    #: the most requests in flight at once and how often a 429/503 halved it (tools/inflight.py)
+    inflight: list[dict[str, Any]] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self, *, include_chains: bool = False) -> dict[str, Any]:
@@ -48,6 +51,7 @@ class RunResult(BaseModel):
             ],
             "usage_by_role": self.usage_by_role,
             "trace_id": self.trace_id,
+            "inflight": self.inflight,
             **self.extra,
         }
         if include_chains:

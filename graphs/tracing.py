@@ -217,5 +217,14 @@ def record_result(span: trace.Span, result: Any) -> None:
         "magicore.usage.llm_calls": result.llm_calls, "magicore.usage.requests": result.requests,
         "magicore.usage.input_tokens": result.input_tokens, "magicore.usage.output_tokens": result.output_tokens,
     })  # fmt: skip
+    bounds = getattr(result, "inflight", None) or []
+    if bounds:
+        telemetry.set_attributes(span, {
+            "magicore.inflight.server": [b["server"] for b in bounds],
+            "magicore.inflight.bound": [b["bound"] for b in bounds],
+            "magicore.inflight.ceiling": [b["ceiling"] for b in bounds],
+            "magicore.inflight.peak": [b["peak"] for b in bounds],
+            "magicore.inflight.backoffs": [b["backoffs"] for b in bounds],
+        })  # fmt: skip
     if telemetry.capture_content() and result.answer is not None:
         telemetry.set_attributes(span, {"output.value": str(result.answer), "output.mime_type": "text/plain"})

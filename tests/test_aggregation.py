@@ -56,3 +56,34 @@ def test_the_vote_weights_do_not_depend_on_the_order_of_the_chains():
     chains = [C(answer="3.33", r=0.5), C(answer="10/3", r=0.25), C(answer="3.3333", r=0.5), C(answer="7", r=1.0)]
     totals = {tuple(sorted(weighted_vote(list(order), lambda c: c.r).weights.values())) for order in permutations(chains)}
     assert totals == {(1.0, 1.25)}
+
+
+def _groups_pair_by_pair(answers):
+    """group_answers' definition, computed the slow way: components of answers_match."""
+    from magicore.tools.answers import answers_match
+
+    distinct = list(dict.fromkeys(a for a in answers if a is not None))
+    name = {a: a for a in distinct}
+    changed = True
+    while changed:
+        changed = False
+        for a in distinct:
+            for b in distinct:
+                if name[a] != name[b] and answers_match(a, b):
+                    first = min(name[a], name[b], key=distinct.index)
+                    for c in distinct:
+                        if name[c] in (name[a], name[b]) and name[c] != first:
+                            name[c], changed = first, True
+    return [None if a is None else name[a] for a in answers]
+
+
+def test_grouping_by_key_gives_the_groups_of_comparing_every_pair():
+    import random
+
+    pool = ["42", "42.0", "$42", "42 dollars", "1,000", "1000", "3.33", "10/3", "3.3333", "\\frac{10}{3}",
+            "0.5", "1/2", "\\frac{1}{2}", "0.50", "7", "(B)", "b", "x=2", "2", "2.00", "", None, "\\text{7}",
+            "-3", "-3.0", "0.17", "1/6", "0.1667", "99%", "99"]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(40):
+        answers = [rng.choice(pool) for _ in range(rng.randint(1, 24))]
+        assert group_answers(answers) == _groups_pair_by_pair(answers), answers

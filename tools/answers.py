@@ -210,6 +210,14 @@ def _numbers_match(a: str, b: str, x: Fraction, y: Fraction) -> bool:
     return False
 
 
+def exact_key(normal: str) -> Fraction | None:
+    """For a normalized answer that is a number shown with fewer than two decimals, its value:
+    two such answers match (`answers_match`) exactly when their values are equal, since the
+    rounding tolerance needs a decimal with two or more places. None for any other answer."""
+    value = _as_number(normal) if normal else None
+    return value if value is not None and _decimals(normal) < 2 else None
+
+
 def answers_match(a: str | None, b: str | None) -> bool:
     """Whether two final answers are the same answer.
 

@@ -31,7 +31,7 @@ from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration, LLMResult
 from opentelemetry.trace import SpanKind
 
-from magicore.tools import telemetry
+from magicore.tools import inflight, telemetry
 from magicore.tools.errors import ModelError
 from magicore.tools.loop_local import LoopLocal
 
@@ -39,8 +39,8 @@ Messages = Sequence[BaseMessage | tuple[str, str]]
 
 #: Per (server, model): whether `n` is honoured. Absent means not yet known.
 _n_honoured: dict[tuple, bool] = {}
-#: Per event loop: {(server, model): the semaphore bounding requests in flight}.
-_limits: LoopLocal[dict[tuple, asyncio.Semaphore]] = LoopLocal(dict)
+#: Per event loop: {(server, model): the limiter of requests in flight (tools/inflight.py)}.
+_limits: LoopLocal[dict[tuple, inflight.Limiter]] = LoopLocal(dict)
 
 
 @dataclass
@@ -188,13 +188,24 @@ def model_label(model: BaseChatModel) -> str:
     return str(getattr(model, "model_name", None) or getattr(model, "model", None) or type(model).__name__)
 
 
-async def _semaphore(model: BaseChatModel) -> asyncio.Semaphore:
+def server_bound(model: BaseChatModel) -> inflight.Bound:
+    """The in-flight bound of the model's server, from the metadata `chat_model` sets
+    (agents/backends.py); a model made elsewhere gets a fixed bound of 8."""
+    metadata = model.metadata or {}
+    start = int(metadata.get("magicore_max_concurrency", 8))
+    ceiling = int(metadata.get("magicore_inflight_ceiling", start))
+    return inflight.Bound(start, max(start, ceiling), adaptive=bool(metadata.get("magicore_inflight_adaptive", False)))
+
+
+async def limiter(model: BaseChatModel) -> inflight.Limiter:
+    """The running event loop's limiter of requests in flight to the model's server."""
     per_loop = await _limits.get()
     key = model_key(model)
-    if key not in per_loop:
-        limit = (model.metadata or {}).get("magicore_max_concurrency", 8)
-        per_loop[key] = asyncio.Semaphore(limit)
-    return per_loop[key]
+    found = per_loop.get(key)
+    if found is None:
+        url = getattr(model, "openai_api_base", None) or ""
+        found = per_loop[key] = inflight.Limiter(server_bound(model), label=f"{model_label(model)}@{url}".rstrip("@"))
+    return found
 
 
 def _request_kwargs(model: BaseChatModel, **params: Any) -> dict[str, Any]:
@@ -281,33 +292,73 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
     extra = params.pop("extra", None) or {}
     kwargs = {**_request_kwargs(model, n=n if n > 1 else None, **params), **extra}
     callbacks = run_callbacks()
-    if (n > 1 or params.get("logprobs")) and _streams(callbacks):
-        # A stream carries one choice (an n=k answer would merge into one text) and a judge's
-        # logprobs are read from the whole answer: these calls are not streamed.
-        kwargs["stream"] = False
-    counter = UsageCallback()
-    callbacks = _with_handlers(callbacks, [counter, *_sinks.get()])
-    messages = convert_to_messages(messages)
-    async with await _semaphore(model):
-        attributes = _chat_attributes(model, n, params) if telemetry.enabled() else None
+    # Lean path: with no callback handler to tell, magicore's own model class posts the request
+    # and reads the reply itself, without LangChain's `agenerate` (measured in docs/bench.md:
+    # about half of the client's CPU per request). A run with handlers (a tracer, LangGraph's
+    # `messages` stream, `astream_events`) takes LangChain's path and sees every call.
+    lean = getattr(model, "lean_payload", None)
+    payload = lean(messages, **kwargs) if lean is not None and not _handlers(callbacks) else None
+    counter = None
+    if payload is None:
+        if (n > 1 or params.get("logprobs")) and _streams(callbacks):
+            # A stream carries one choice (an n=k answer would merge into one text) and a judge's
+            # logprobs are read from the whole answer: these calls are not streamed.
+            kwargs["stream"] = False
+        counter = UsageCallback()
+        callbacks = _with_handlers(callbacks, [counter, *_sinks.get()])
+        messages = convert_to_messages(messages)
+    bound = await limiter(model)
+    inflight.note(bound)
+    async with bound.slot():
+        attributes = _chat_attributes(model, n, params, bound) if telemetry.enabled() else None
         with telemetry.span(f"chat {model_label(model)}", kind=SpanKind.CLIENT, attributes=attributes) as span:
             try:
-                result = await model.agenerate([messages], callbacks=callbacks, **kwargs)
+                if payload is not None:
+                    reply = await model.apost_lean(payload)
+                else:
+                    result = await model.agenerate([messages], callbacks=callbacks, **kwargs)
             except (asyncio.CancelledError, ModelError):  # a ModelError already says what happened
                 raise
             except Exception as error:  # every backend raises its own types; the user gets one sentence
                 raise ModelError(_describe(model, error), transient=_transient(error)) from error
-            generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
-            if not generations:
-                raise ModelError(f"the model server at {model_label(model)} returned no completion")
-            used = counter.usage
-            completions = [_completion(g) for g in generations]
+            if payload is not None:
+                completions, used, facts = _from_reply(model, reply)
+                charge_usage(used)
+            else:
+                generations = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
+                if not generations:
+                    raise ModelError(f"the model server at {model_label(model)} returned no completion")
+                used, facts = counter.usage, counter.response
+                completions = [_completion(g) for g in generations]
             link = telemetry.current_link()
             for c in completions:
                 c.metadata["span"] = link
             if span.is_recording():
-                _record_response(span, messages, completions, used, counter.response)
+                _record_response(span, convert_to_messages(messages), completions, used, facts)
     return completions, used
+
+
+def _from_reply(model: BaseChatModel, reply: dict) -> tuple[list[Completion], Usage, dict[str, Any]]:
+    """Completions, usage and response facts from a chat-completion reply, as LangChain's path
+    reads them (a reply with tool calls goes through langchain-openai's own reader)."""
+    choices = reply["choices"]
+    if any(c["message"].get("tool_calls") or c["message"].get("function_call") for c in choices):
+        result = model._create_chat_result(reply, {})
+        completions = [_completion(g) for g in result.generations]
+    else:
+        completions = []
+        for choice in choices:
+            content = choice["message"].get("content") or ""
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict):
+                logprobs = logprobs.get("content")
+            completions.append(Completion(text=content if isinstance(content, str) else str(content),
+                                          finish_reason=choice.get("finish_reason"), logprobs=logprobs))  # fmt: skip
+    token_usage = reply.get("usage") or {}
+    used = Usage(llm_calls=len(completions), requests=1, input_tokens=int(token_usage.get("prompt_tokens") or 0),
+                 output_tokens=int(token_usage.get("completion_tokens") or 0))  # fmt: skip
+    facts = {"gen_ai.response.id": reply.get("id"), "gen_ai.response.model": reply.get("model") or model_label(model)}
+    return completions, used, facts
 
 
 def _response_facts(llm_output: dict | None, generations: list[ChatGeneration]) -> dict[str, Any]:
@@ -320,7 +371,7 @@ def _response_facts(llm_output: dict | None, generations: list[ChatGeneration]) 
     return {"gen_ai.response.id": response_id, "gen_ai.response.model": model}
 
 
-def _chat_attributes(model: BaseChatModel, n: int, params: dict) -> dict[str, Any]:
+def _chat_attributes(model: BaseChatModel, n: int, params: dict, bound: inflight.Limiter) -> dict[str, Any]:
     url = getattr(model, "openai_api_base", None) or ""
     host, _, port = url.split("://", 1)[-1].split("/", 1)[0].partition(":")
     return {
@@ -334,6 +385,8 @@ def _chat_attributes(model: BaseChatModel, n: int, params: dict) -> dict[str, An
         "gen_ai.request.choice.count": n if n != 1 else None,
         "server.address": host or None,
         "server.port": int(port) if port.isdigit() else None,
+        "magicore.inflight.bound": bound.limit,  # the bound this request was sent under
+        "magicore.inflight.in_flight": bound.in_flight,
     }
 
 

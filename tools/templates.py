@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 
 import yaml
-from jinja2 import Environment, StrictUndefined, Template
+from jinja2 import Environment, StrictUndefined, Template, meta
 
 _env = Environment(undefined=StrictUndefined, autoescape=False)
 
@@ -23,13 +23,22 @@ def load(package: str, name: str) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _compiled(package: str, name: str, family: str) -> tuple[tuple[str, Template], ...]:
+def _compiled(package: str, name: str, family: str) -> tuple[tuple[str, Template | str], ...]:
+    """Each message's role and compiled template, or its text when it uses no variable (the
+    few-shot examples: rendered once here instead of on every call)."""
     spec = load(package, name)
     entry = spec.get(family) or spec["default"]
-    return tuple((m["role"], _env.from_string(m["content"])) for m in entry["messages"])
+    out = []
+    for m in entry["messages"]:
+        if meta.find_undeclared_variables(_env.parse(m["content"])):
+            out.append((m["role"], _env.from_string(m["content"])))
+        else:
+            out.append((m["role"], _env.from_string(m["content"]).render().strip()))
+    return tuple(out)
 
 
 def render(package: str, name: str, family: str = "default", **variables) -> list[tuple[str, str]]:
     """The (role, content) chat messages of template `name` for `family`, rendered (templates
     are compiled once)."""
-    return [(role, template.render(**variables).strip()) for role, template in _compiled(package, name, family)]
+    return [(role, part if isinstance(part, str) else part.render(**variables).strip())
+            for role, part in _compiled(package, name, family)]  # fmt: skip

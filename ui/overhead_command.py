@@ -21,6 +21,7 @@ def _names(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from magicore.agents.backends import INFLIGHT
     from magicore.ui.cli import nonnegative_int, positive_float, positive_int
 
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per call before any token (default 0.2)")
@@ -44,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concurrent-problems sweep (default 1,2,4,8,16,32,64)")  # fmt: skip
     parser.add_argument("--sweep-k", type=positive_int, default=8, help="k during the concurrency sweep (default 8)")
     parser.add_argument("--inflight", type=positive_int, default=None,
-                        help="requests in flight per server (default: the backend's, 16)")
+                        help="requests in flight per server, fixed (default: the server kind's adaptive bound)")
+    parser.add_argument("--server-kind", default="vllm", choices=sorted(INFLIGHT),
+                        help="the kind of server the mock stands for, which sets the client's in-flight bound "
+                             "(default vllm: 256, growing to 1024)")  # fmt: skip
     parser.add_argument("--profile", metavar="METHOD",
                         help="profile that method's run of the first table with cProfile and print the top")
 
@@ -57,7 +61,7 @@ def settings_from_args(args):
         problems=args.problems, concurrency=args.concurrency, k=args.k, rounds=args.rounds, reward=args.reward,
         methods=args.methods, sweep_methods=args.sweep_methods, k_values=args.k_values,
         concurrency_values=args.concurrency_values, sweep_k=args.sweep_k, profile=args.profile,
-        inflight=args.inflight,
+        inflight=args.inflight, provider=args.server_kind,
     )  # fmt: skip
 
 

@@ -1,0 +1,94 @@
+"""The lean request path of magicore's OpenAI-compatible model: the same request body and the
+same completions and usage as LangChain's `agenerate` path, which still serves every call a
+callback handler watches."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, convert_to_messages
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_core.runnables import RunnableLambda
+
+from magicore.agents.backends import chat_model, parse_spec
+from magicore.evals.mock_server import MockServer, MockSettings
+from magicore.tools import llm
+
+URL = "http://127.0.0.1:9/v1"
+MESSAGES = [("system", "Reason in numbered steps."), ("human", "What is 40 + 2?"),
+            ("ai", "Step 1: 40 + 2 = 42"), ("human", "And 40 + 3?")]  # fmt: skip
+
+
+def _model(**kwargs):
+    return chat_model(parse_spec(f"vllm:mock@{URL}"), max_tokens=64, **kwargs)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"n": 4, "temperature": 0.8, "top_p": 0.95, "seed": 3},
+    {"stop": ["\n\n"], "logprobs": True, "top_logprobs": 5, "max_tokens": 1},
+])  # fmt: skip
+def test_the_lean_body_is_the_one_langchain_builds(params):
+    model = _model()
+    expected = model._get_request_payload(convert_to_messages(MESSAGES), **params)
+    expected.pop("stream", None)
+    assert model.lean_payload(MESSAGES, **params) == expected
+    as_objects = [SystemMessage("Reason in numbered steps."), HumanMessage("What is 40 + 2?"),
+                  AIMessage("Step 1: 40 + 2 = 42"), HumanMessage("And 40 + 3?")]  # fmt: skip
+    assert model.lean_payload(as_objects, **params) == expected
+
+
+def test_what_the_lean_path_does_not_handle_goes_through_langchain():
+    model = _model()
+    assert model.lean_payload([HumanMessage("hi", name="ann")]) is None
+    assert model.lean_payload([AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "1"}])]) is None
+    assert model.lean_payload([("tool", "42")]) is None
+    assert model.lean_payload(MESSAGES, tools=[{"type": "function"}]) is None
+    assert model.lean_payload(MESSAGES, stream=True) is None
+    assert model.lean_payload(MESSAGES, response_format={"type": "json_object"}) is None
+    limited = _model()
+    limited.rate_limiter = InMemoryRateLimiter(requests_per_second=100)
+    assert limited.lean_payload(MESSAGES) is None
+
+
+class Watcher(AsyncCallbackHandler):
+    def __init__(self):
+        self.events: list[str] = []
+
+    async def on_chat_model_start(self, serialized, messages, **kwargs):
+        self.events.append("start")
+
+    async def on_llm_end(self, response, **kwargs):
+        self.events.append("end")
+
+
+def test_a_watched_call_goes_through_langchain_and_an_unwatched_one_does_not(monkeypatch):
+    async def main(server):
+        model = chat_model(parse_spec(f"vllm:mock@{server.base_url}"), timeout=10)
+        langchain_calls = []
+        original = type(model).agenerate
+
+        async def counting(self, *args, **kwargs):
+            langchain_calls.append(1)
+            return await original(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(model), "agenerate", counting)
+
+        async def call(_):
+            with llm.track_usage() as used:
+                completions, usage = await llm.sample(model, MESSAGES, n=3)
+            return completions, usage, used
+
+        watcher = Watcher()
+        lean = await RunnableLambda(call).ainvoke(None)
+        assert not langchain_calls
+        watched = await RunnableLambda(call).ainvoke(None, {"callbacks": [watcher]})
+        assert langchain_calls == [1] and watcher.events == ["start", "end"]
+        return lean, watched
+
+    with MockServer(MockSettings()) as server:
+        (lean_c, lean_u, lean_used), (watched_c, watched_u, watched_used) = asyncio.run(main(server))
+    assert [(c.text, c.finish_reason) for c in lean_c] == [(c.text, c.finish_reason) for c in watched_c]
+    assert lean_u == watched_u and lean_used == watched_used == lean_u
+    assert lean_u.llm_calls == 3 and lean_u.requests == 1 and lean_u.output_tokens > 0

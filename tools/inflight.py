@@ -1,0 +1,215 @@
+"""How many requests magicore keeps in flight to one server: a bound that adapts to the server.
+
+A `Limiter` starts at the bound of the server's kind (agents/backends.py). While requests wait
+for a slot and come back fine, it grows by one per answered request (a doubling per round trip,
+TCP's slow start) up to a safety ceiling. A congestion signal (HTTP 429 or 503, a refused or
+dropped connection, a timeout) halves it, at most once per round trip (only a request sent at
+the current bound can lower it again), and from then on it grows by one per round trip
+(additive increase). Servers that queue instead of refusing (llama.cpp, Ollama) give no signal,
+so their bound is fixed (`adaptive=False`).
+
+Hand-written: PyPI's asyncio AIMD limiters (aimd-limiter, ace-concurrency) are 0.1 releases
+with one maintainer, and none reports its bound or takes a signal from inside a request's
+retries, which is where the transport sees a 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A server's in-flight bound: where it starts, how far it may grow, whether it adapts."""
+
+    start: int
+    ceiling: int
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.start < 1:
+            raise ValueError(f"the in-flight bound must be at least 1, got {self.start}")
+        if self.ceiling < self.start:
+            raise ValueError(f"the in-flight ceiling ({self.ceiling}) is below the starting bound ({self.start})")
+
+    @classmethod
+    def fixed(cls, value: int) -> Bound:
+        return cls(value, value, adaptive=False)
+
+
+class Limiter:
+    """An asyncio semaphore whose size moves between 1 and `bound.ceiling` (see module docstring).
+
+    `async with limiter.slot():` holds one slot for a request; `congested()` inside it reports
+    that the server pushed back (the transport calls it on a 429 or 503 it retries).
+    """
+
+    def __init__(self, bound: Bound, label: str = ""):
+        self.bound, self.label = bound, label
+        self.limit = bound.start
+        self.in_flight = 0
+        self.peak = 0  # most requests in flight at once
+        self.backoffs = 0  # times the bound was halved
+        self.requests = 0
+        self._epoch = 0  # bumped by every halving: requests sent before it cannot halve again
+        self._slow_start = True
+        self._credit = 0  # answered requests since the last additive step
+        self._waiters: deque[asyncio.Future] = deque()
+
+    # slots
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the epoch the request was sent in."""
+        if self.in_flight < self.limit and not self._waiters:
+            self._take()
+            return self._epoch
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted, then cancelled: give it back
+                self.in_flight -= 1
+                self._wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+        return self._epoch
+
+    def release(self, epoch: int, *, ok: bool, congested: bool = False) -> None:
+        """Give a slot back; `ok`: the server answered; `congested`: it pushed back."""
+        self.in_flight -= 1
+        if congested:
+            self._halve(epoch)
+        elif ok and self.bound.adaptive and self._waiters:  # grow only while requests wait for a slot
+            self._grow()
+        self._wake()
+
+    def congested(self, epoch: int) -> None:
+        self._halve(epoch)
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        epoch = await self.acquire()
+        outcome = _Outcome(self, epoch)
+        token = _current.set(outcome)
+        try:
+            yield outcome
+        except BaseException as error:
+            self.release(epoch, ok=False, congested=outcome.pushed_back or is_congestion(error))
+            raise
+        else:
+            self.release(epoch, ok=True, congested=outcome.pushed_back)
+        finally:
+            _current.reset(token)
+
+    # adaptation
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.requests += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def _grow(self) -> None:
+        if self.limit >= self.bound.ceiling:
+            return
+        if self._slow_start:
+            self.limit += 1
+            return
+        self._credit += 1
+        if self._credit >= self.limit:
+            self._credit = 0
+            self.limit += 1
+
+    def _halve(self, epoch: int) -> None:
+        if not self.bound.adaptive or epoch != self._epoch:
+            return  # a fixed bound, or this round trip has already been answered by a halving
+        self._epoch += 1
+        self._slow_start = False
+        self._credit = 0
+        self.limit = max(1, self.limit // 2)
+        self.backoffs += 1
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
+
+    def report(self) -> dict[str, Any]:
+        """What `--json`, traces and the overhead benchmark show about this bound."""
+        return {"server": self.label, "bound": self.limit, "start": self.bound.start, "ceiling": self.bound.ceiling,
+                "adaptive": self.bound.adaptive, "peak": self.peak, "backoffs": self.backoffs}  # fmt: skip
+
+
+@dataclass
+class _Outcome:
+    limiter: Limiter
+    epoch: int
+    pushed_back: bool = False
+
+
+#: The slot the running request holds (set by `Limiter.slot`), for signals from the transport.
+_current: contextvars.ContextVar[_Outcome | None] = contextvars.ContextVar("magicore_inflight", default=None)
+#: The limiters used inside the enclosing `track` scopes.
+_used: contextvars.ContextVar[tuple[set, ...]] = contextvars.ContextVar("magicore_inflight_used", default=())
+
+#: HTTP statuses that mean "too much": rate limited, or overloaded.
+CONGESTION_STATUS = frozenset({429, 503})
+
+
+def push_back(status: int | None = None) -> None:
+    """The server pushed back on the running request (a 429 or 503 the transport retries, or a
+    refused connection): halve the bound of the server it went to, once per round trip."""
+    outcome = _current.get()
+    if outcome is not None and (status is None or status in CONGESTION_STATUS):
+        outcome.pushed_back = True
+        outcome.limiter.congested(outcome.epoch)
+
+
+def is_congestion(error: BaseException | None) -> bool:
+    """Whether a failed request's error, or the error it was raised from (tools/llm.py wraps
+    every backend's error in a ModelError), means the server is overloaded: HTTP 429 or 503, a
+    timeout, a connection that could not be made (the openai SDK's types, which the transport
+    raises too)."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - langchain-openai depends on openai
+        openai = None
+    seen = 0
+    while error is not None and seen < 4:
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int):
+            return status in CONGESTION_STATUS
+        if openai is not None and isinstance(error, (openai.APITimeoutError, openai.APIConnectionError)):
+            return True
+        error, seen = error.__cause__, seen + 1
+    return False
+
+
+def note(limiter: Limiter) -> None:
+    for used in _used.get():
+        used.add(limiter)
+
+
+@contextlib.contextmanager
+def track() -> Iterator[set[Limiter]]:
+    """The limiters every request made inside the block went through (tasks it spawns included)."""
+    used: set[Limiter] = set()
+    token = _used.set(_used.get() + (used,))
+    try:
+        yield used
+    finally:
+        _used.reset(token)
+
+
+def reports(limiters: set[Limiter]) -> list[dict[str, Any]]:
+    return sorted((limiter.report() for limiter in limiters), key=lambda r: r["server"])
