@@ -44,17 +44,17 @@ EMBEDDED_TIMEOUT = 900.0
 
 Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]
 
-#: Requests in flight per server, by kind: (starting bound, ceiling). The bound grows while
-#: requests wait and the server answers, and halves on HTTP 429/503 (tools/inflight.py).
-#: vLLM and SGLang batch many sequences and queue the rest themselves: start at vLLM's default
-#: `max_num_seqs` (256). The OpenAI API says when it is too much (429). llama.cpp and Ollama
-#: decode a few requests at a time and queue the rest without a signal, so their bound does not
-#: grow; an unknown server grows to a modest ceiling.
+#: Requests in flight per server, by kind: (starting bound, ceiling). An HTTP 429 or 503 halves
+#: the bound, which then grows back, one per answered request, to where it started; it never
+#: grows past it. Growing on the client's demand alone would hide overload: a server that queues
+#: quietly (vLLM past `max_num_seqs`, llama.cpp past its slots) lets queued requests time out,
+#: since a request's timeout counts from when it is sent. vLLM and SGLang batch many sequences:
+#: their bound is vLLM's default `max_num_seqs` (256); other servers get 16.
 INFLIGHT: dict[str, tuple[int, int]] = {
-    "vllm": (256, 1024),
-    "sglang": (256, 1024),
-    "openai": (16, 256),
-    "openai-compatible": (16, 128),
+    "vllm": (256, 256),
+    "sglang": (256, 256),
+    "openai": (16, 16),
+    "openai-compatible": (16, 16),
     "llamacpp": (16, 16),
     "ollama": (16, 16),
 }

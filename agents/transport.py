@@ -252,13 +252,10 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
                 status = response.status
                 response_headers = dict(response.headers)
         except asyncio.TimeoutError:
-            inflight.push_back()  # a server that cannot answer in time is taking too much
             if last or budget is not None:  # the whole budget is spent
                 raise _timed_out(model, budget, attempt, started) from None
         except aiohttp.ClientError as error:
             failure = _connection_error(model, error, attempt, started)
-            if isinstance(error, aiohttp.ClientConnectorError):
-                inflight.push_back()  # refused: the server cannot take more connections
             if last:
                 raise failure from error
         else:

@@ -310,8 +310,8 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
     emit(f"mock server: latency {s.latency * 1000:.0f} ms per call, "
          f"{s.tokens_per_second or 'unlimited'} tokens/s, {REPLY_WORDS}-token replies (one call = "
          f"{timing.call('solver') * 1000:.0f} ms), n {'honoured' if s.honour_n else 'ignored'}; "
-         f"reward {s.reward}; client in-flight bound for a {s.provider} server: {bound.start}, growing to "
-         f"{bound.ceiling} while requests wait (halved on 429/503); "
+         f"reward {s.reward}; client in-flight bound for a {s.provider} server: {bound.start} "
+         f"(halved on 429/503, then back up to {bound.ceiling}); "
          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start\n")  # fmt: skip
     # warm up: imports, the HTTP connection, the n-support probe
     await run_case(model, "sc", k=2, problems=1, concurrency=1, rounds=0, reward=s.reward, timing=timing)

@@ -41,7 +41,8 @@ def group_answers(answers: Iterable[str | None]) -> list[str | None]:
     """For each answer, the representative of its equivalence group (None stays None).
 
     Equivalence is not transitive ("3.33" matches "10/3", which matches "3.3333", but "3.33"
-    does not match "3.3333"), so groups are the connected components of "matches": the same
+    does not match "3.3333"), so groups are the connected components of "matches" (in either
+    direction: math-verify's match is not symmetric either): the same
     groups whatever the order of the answers. A group is named by its first member.
     """
     answers = list(answers)
@@ -82,10 +83,17 @@ def group_answers(answers: Iterable[str | None]) -> list[str | None]:
     for i in rest:
         compared.add(i)
         for j in range(len(normals)):
-            if j not in compared and root(i) != root(j) and answers_match(firsts[normals[i]], firsts[normals[j]]):
+            if j not in compared and root(i) != root(j) and _match_either_way(firsts[normals[i]], firsts[normals[j]]):
                 join(i, j)
     name = {normal: firsts[normals[root(i)]] for i, normal in enumerate(normals)}
     return [None if a is None else name[normal_of[a]] for a in answers]
+
+
+def _match_either_way(a: str, b: str) -> bool:
+    """`answers_match` in either direction: math-verify reads its first argument as the reference,
+    so "3" does not match "x+1=3" while "x+1=3" matches "3"; one direction would make the groups
+    depend on the order the answers came in."""
+    return answers_match(a, b) or answers_match(b, a)
 
 
 def weighted_vote(chains: Sequence[HasAnswer], weight: Callable[[HasAnswer], float],

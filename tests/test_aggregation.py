@@ -82,8 +82,10 @@ def test_grouping_by_key_gives_the_groups_of_comparing_every_pair():
 
     pool = ["42", "42.0", "$42", "42 dollars", "1,000", "1000", "3.33", "10/3", "3.3333", "\\frac{10}{3}",
             "0.5", "1/2", "\\frac{1}{2}", "0.50", "7", "(B)", "b", "x=2", "2", "2.00", "", None, "\\text{7}",
-            "-3", "-3.0", "0.17", "1/6", "0.1667", "99%", "99"]  # fmt: skip
+            "-3", "-3.0", "0.17", "1/6", "0.1667", "99%", "99",
+            "4", "2x=4", "3", "x+1=3", "0", "x-2=0"]  # equations match a number in one direction only  # fmt: skip
     rng = random.Random(7)
     for _ in range(40):
         answers = [rng.choice(pool) for _ in range(rng.randint(1, 24))]
         assert group_answers(answers) == _groups_pair_by_pair(answers), answers
+    assert group_answers(["4", "2x=4"]) == ["4", "4"] and group_answers(["2x=4", "4"]) == ["2x=4", "2x=4"]

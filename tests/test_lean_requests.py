@@ -92,3 +92,25 @@ def test_a_watched_call_goes_through_langchain_and_an_unwatched_one_does_not(mon
     assert [(c.text, c.finish_reason) for c in lean_c] == [(c.text, c.finish_reason) for c in watched_c]
     assert lean_u == watched_u and lean_used == watched_used == lean_u
     assert lean_u.llm_calls == 3 and lean_u.requests == 1 and lean_u.output_tokens > 0
+
+
+def test_handlers_on_the_model_or_from_langchain_contexts_also_see_the_call():
+    from langchain_core.callbacks import get_usage_metadata_callback
+    from langchain_core.tracers.context import collect_runs
+
+    async def main(server):
+        watcher = Watcher()
+        on_model = chat_model(parse_spec(f"vllm:mock@{server.base_url}"), timeout=10)
+        on_model.callbacks = [watcher]
+        await llm.sample(on_model, MESSAGES)  # outside any run: the model's own handler is told
+        assert watcher.events == ["start", "end"]
+        plain = chat_model(parse_spec(f"vllm:mock@{server.base_url}"), timeout=10)
+        with collect_runs() as runs:
+            await llm.sample(plain, MESSAGES)
+        assert len(runs.traced_runs) == 1
+        with get_usage_metadata_callback() as usage:
+            await llm.sample(plain, MESSAGES)
+        assert sum(u["output_tokens"] for u in usage.usage_metadata.values()) > 0
+
+    with MockServer(MockSettings()) as server:
+        asyncio.run(main(server))

@@ -42,6 +42,6 @@ def test_bench_overhead_smoke(capsys):
     for method in ("magicore", "sc", "bok", "self-refine"):
         assert f"| {method} | {method} | 4 | 2 | 2 |" in printed
     assert "Plain aiohttp" in printed
-    assert "client in-flight bound for a vllm server: 256, growing to 1024" in printed
+    assert "client in-flight bound for a vllm server: 256 (halved on 429/503, then back up to 256)" in printed
     assert "| in-flight bound (peak) |" in printed and "| 256 (8) |" in printed  # magicore's 2 x 4 reviews
     assert "| raw floor s | wall / floor |" in printed

@@ -1,12 +1,13 @@
-"""How many requests magicore keeps in flight to one server: a bound that adapts to the server.
+"""How many requests magicore keeps in flight to one server: a bound that backs off when the
+server pushes back.
 
-A `Limiter` starts at the bound of the server's kind (agents/backends.py). While requests wait
-for a slot and come back fine, it grows by one per answered request (a doubling per round trip,
-TCP's slow start) up to a safety ceiling. A congestion signal (HTTP 429 or 503, a refused or
-dropped connection, a timeout) halves it, at most once per round trip (only a request sent at
-the current bound can lower it again), and from then on it grows by one per round trip
-(additive increase). Servers that queue instead of refusing (llama.cpp, Ollama) give no signal,
-so their bound is fixed (`adaptive=False`).
+A `Limiter` starts at the bound of the server's kind (agents/backends.py). HTTP 429 or 503
+halves it, at most once per round trip (only a request sent at the current bound can lower it
+again). While requests wait for a slot and come back fine, it grows by one per answered request
+(a doubling per round trip, TCP's slow start) back up to its ceiling, which for every server
+kind is where it started. Timeouts and refused connections do not lower it: a server that is
+down or restarting says nothing about how much it can take, and halving on each of a burst of
+refusals would take the bound to 1.
 
 Hand-written: PyPI's asyncio AIMD limiters (aimd-limiter, ace-concurrency) are 0.1 releases
 with one maintainer, and none reports its bound or takes a signal from inside a request's
@@ -58,8 +59,6 @@ class Limiter:
         self.backoffs = 0  # times the bound was halved
         self.requests = 0
         self._epoch = 0  # bumped by every halving: requests sent before it cannot halve again
-        self._slow_start = True
-        self._credit = 0  # answered requests since the last additive step
         self._waiters: deque[asyncio.Future] = deque()
 
     # slots
@@ -118,22 +117,13 @@ class Limiter:
         self.peak = max(self.peak, self.in_flight)
 
     def _grow(self) -> None:
-        if self.limit >= self.bound.ceiling:
-            return
-        if self._slow_start:
-            self.limit += 1
-            return
-        self._credit += 1
-        if self._credit >= self.limit:
-            self._credit = 0
+        if self.limit < self.bound.ceiling:
             self.limit += 1
 
     def _halve(self, epoch: int) -> None:
         if not self.bound.adaptive or epoch != self._epoch:
             return  # a fixed bound, or this round trip has already been answered by a halving
         self._epoch += 1
-        self._slow_start = False
-        self._credit = 0
         self.limit = max(1, self.limit // 2)
         self.backoffs += 1
 
@@ -166,31 +156,24 @@ _used: contextvars.ContextVar[tuple[set, ...]] = contextvars.ContextVar("magicor
 CONGESTION_STATUS = frozenset({429, 503})
 
 
-def push_back(status: int | None = None) -> None:
-    """The server pushed back on the running request (a 429 or 503 the transport retries, or a
-    refused connection): halve the bound of the server it went to, once per round trip."""
+def push_back(status: int) -> None:
+    """The server pushed back on the running request (a 429 or 503 the transport retries): halve
+    the bound of the server it went to, once per round trip."""
     outcome = _current.get()
-    if outcome is not None and (status is None or status in CONGESTION_STATUS):
+    if outcome is not None and status in CONGESTION_STATUS:
         outcome.pushed_back = True
         outcome.limiter.congested(outcome.epoch)
 
 
 def is_congestion(error: BaseException | None) -> bool:
     """Whether a failed request's error, or the error it was raised from (tools/llm.py wraps
-    every backend's error in a ModelError), means the server is overloaded: HTTP 429 or 503, a
-    timeout, a connection that could not be made (the openai SDK's types, which the transport
-    raises too)."""
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - langchain-openai depends on openai
-        openai = None
+    every backend's error in a ModelError), is the server saying it is overloaded: HTTP 429 or
+    503."""
     seen = 0
     while error is not None and seen < 4:
         status = getattr(error, "status_code", None)
         if isinstance(status, int):
             return status in CONGESTION_STATUS
-        if openai is not None and isinstance(error, (openai.APITimeoutError, openai.APIConnectionError)):
-            return True
         error, seen = error.__cause__, seen + 1
     return False
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler, BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration, LLMResult
@@ -144,6 +144,15 @@ def _handlers(callbacks: Any) -> list:
     if isinstance(callbacks, BaseCallbackManager):
         return list(callbacks.handlers)
     return list(callbacks or [])
+
+
+def _unwatched(model: BaseChatModel, callbacks: Any) -> bool:
+    """Whether no LangChain handler would see a call: none in the run, none set on the model
+    (`callbacks=`, `verbose=True`), and none LangChain adds by itself outside a run (LangSmith
+    tracing, `collect_runs`, `get_usage_metadata_callback`, `get_openai_callback`)."""
+    if _handlers(callbacks) or getattr(model, "callbacks", None) or getattr(model, "verbose", False):
+        return False
+    return not AsyncCallbackManager.configure(inheritable_callbacks=None, local_callbacks=None).handlers
 
 
 def _with_handlers(callbacks: Any, extra: list[BaseCallbackHandler]) -> Any:
@@ -297,7 +306,7 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
     # about half of the client's CPU per request). A run with handlers (a tracer, LangGraph's
     # `messages` stream, `astream_events`) takes LangChain's path and sees every call.
     lean = getattr(model, "lean_payload", None)
-    payload = lean(messages, **kwargs) if lean is not None and not _handlers(callbacks) else None
+    payload = lean(messages, **kwargs) if lean is not None and _unwatched(model, callbacks) else None
     counter = None
     if payload is None:
         if (n > 1 or params.get("logprobs")) and _streams(callbacks):
