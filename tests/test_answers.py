@@ -1,6 +1,8 @@
 """Answer extraction and equivalence (magicore.tools.answers)."""
 
+import json
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -154,3 +156,27 @@ def test_answer_sentences_give_their_mathematical_part(text, expected):
 )
 def test_answers_are_not_taken_from_negations_scores_or_notes(text, expected):
     assert extract_answer(text) == expected
+
+
+# Real completions of the default model (Qwen2.5-Coder-1.5B-Instruct) as MAgICoRe's Refiner, given
+# GSM8K solutions annotated "(Score: n/10)" per step; collected by
+# tests/fixtures/real_outputs/collect.py. The Refiner echoes the annotations, after steps and
+# after its final answer.
+REAL = [json.loads(line) for line in (Path(__file__).parent / "fixtures/real_outputs/completions.jsonl").open()]
+
+
+@pytest.mark.parametrize("record", [r for r in REAL if r["role"] == "refiner" and "(Score: 10/10)" in r["text"]],
+                         ids=lambda r: f"chain{r['chain']}")  # fmt: skip
+def test_real_refinements_that_echo_score_annotations_are_read_right(record):
+    assert extract_answer(record["text"]) == "250"  # what each refinement states (wrong, but stated)
+    # The same text with its answer written without \boxed{}, as a model may write it: the echoed
+    # "(Score: 10/10)" after it is still not the answer, nor is any step's annotation
+    plain = record["text"].replace("\\boxed{250}", "250").replace("\\(", "").replace("\\)", "")
+    assert "boxed" not in plain and extract_answer(plain) == "250"
+    cut = plain[: plain.rindex("250")]  # cut off before its answer: the last number is a step's, never a score
+    assert extract_answer(cut) not in {"10", "9", "10/10", "9/10"}
+
+
+def test_the_real_completions_are_the_ones_collected():
+    assert len([r for r in REAL if r["role"] == "refiner" and "(Score: 10/10)" in r["text"]]) == 2
+    assert {r["model"] for r in REAL} and all(r["gold"] == "100" for r in REAL)
