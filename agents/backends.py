@@ -44,19 +44,19 @@ EMBEDDED_TIMEOUT = 900.0
 
 Provider = Literal["embedded", "openai", "vllm", "llamacpp", "ollama", "sglang"]
 
-#: Requests in flight per server, by kind: (starting bound, ceiling). An HTTP 429 or 503 halves
-#: the bound, which then grows back, one per answered request, to where it started; it never
-#: grows past it. Growing on the client's demand alone would hide overload: a server that queues
-#: quietly (vLLM past `max_num_seqs`, llama.cpp past its slots) lets queued requests time out,
-#: since a request's timeout counts from when it is sent. vLLM and SGLang batch many sequences:
-#: their bound is vLLM's default `max_num_seqs` (256); other servers get 16.
-INFLIGHT: dict[str, tuple[int, int]] = {
-    "vllm": (256, 256),
-    "sglang": (256, 256),
-    "openai": (16, 16),
-    "openai-compatible": (16, 16),
-    "llamacpp": (16, 16),
-    "ollama": (16, 16),
+#: Requests in flight per server, by kind. An HTTP 429 or 503 halves the bound, which then grows
+#: back, one per answered request, to this value and never past it (tools/inflight.py). Growing
+#: on the client's demand alone would hide overload: a server that queues quietly (vLLM past
+#: `max_num_seqs`, llama.cpp past its slots) lets queued requests time out, since a request's
+#: timeout counts from when it is sent. vLLM and SGLang batch many sequences: their bound is
+#: vLLM's default `max_num_seqs` (256); other servers get 16.
+INFLIGHT: dict[str, int] = {
+    "vllm": 256,
+    "sglang": 256,
+    "openai": 16,
+    "openai-compatible": 16,
+    "llamacpp": 16,
+    "ollama": 16,
 }
 
 
@@ -203,8 +203,8 @@ def chat_model(
 
     The embedded backend starts its local server on first use and shares it between all models
     made here; it stops when the process exits. `metadata` on the returned model carries
-    `magicore_provider`, `magicore_spec`, `magicore_max_concurrency` (the starting in-flight bound),
-    `magicore_inflight_ceiling` and `magicore_inflight_adaptive`, which the rest of magicore reads; a spec with several URLs adds `magicore_replicas` and
+    `magicore_provider`, `magicore_spec`, `magicore_max_concurrency` (the in-flight bound) and
+    `magicore_inflight_adaptive`, which the rest of magicore reads; a spec with several URLs adds `magicore_replicas` and
     `magicore_replica_concurrency` (the bound per replica; `magicore_max_concurrency` is then
     that bound times the replicas).
 
@@ -214,9 +214,9 @@ def chat_model(
         max_tokens: tokens per completion at most (default: DEFAULT_MAX_TOKENS, 1024 for the
             embedded model and 4096 for a server).
         max_concurrency: requests in flight per server at most (default: $MAGICORE_MAX_CONCURRENCY,
-            else the bound of the server's kind in `INFLIGHT`, which grows up to its ceiling while
-            requests wait; the embedded server's slots). Either way HTTP 429 or 503 halves the
-            bound for a while (tools/inflight.py; docs/bench.md).
+            else the bound of the server's kind in `INFLIGHT`; the embedded server's slots).
+            Either way HTTP 429 or 503 halves the bound for a while (tools/inflight.py;
+            docs/bench.md).
     """
     spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
     if spec.provider == "embedded":
@@ -234,13 +234,9 @@ def chat_model(
         timeout = timeout or SERVER_TIMEOUT
         base_url, provider = spec.base_url, spec.provider
         model = spec.model or _served_model(spec.urls, key, timeout)
-        concurrency, ceiling = INFLIGHT[provider]
+        concurrency = INFLIGHT[provider]
         max_tokens = max_tokens or DEFAULT_MAX_TOKENS["server"]
-    if spec.provider == "embedded":
-        ceiling = concurrency
-    chosen = max_concurrency or _env_concurrency()
-    if chosen:  # the user's bound is also the ceiling; a 429 or 503 still lowers it for a while
-        concurrency = ceiling = chosen
+    concurrency = max_concurrency or _env_concurrency() or concurrency  # a 429 or 503 still lowers it for a while
     extra_metadata = {}
     if spec.provider == "embedded":
         from magicore.agents.embedded import DEFAULT_REWARD
@@ -249,14 +245,13 @@ def chat_model(
             extra_metadata["magicore_default_reward"] = DEFAULT_REWARD[model]
     chat_class = ChatOpenAI if spec.base_url == OPENAI_URL else OpenAICompatibleChat
     metadata = {"magicore_provider": provider, "magicore_spec": str(spec), "magicore_max_concurrency": concurrency,
-                "magicore_inflight_ceiling": ceiling, "magicore_inflight_adaptive": True}  # fmt: skip
+                "magicore_inflight_adaptive": True}  # fmt: skip
     extra = {}
     if len(spec.replicas) > 1:
         # the bound is per server: the model as a whole may have one bound's worth in flight on
         # every replica, and agents/replicas.py keeps each replica within its own
         # (each replica's own bound is fixed at the starting bound; the model's bound may still halve)
         metadata.update(magicore_max_concurrency=concurrency * len(spec.replicas),
-                        magicore_inflight_ceiling=concurrency * len(spec.replicas),
                         magicore_replica_concurrency=concurrency, magicore_replicas=list(spec.replicas))  # fmt: skip
         extra["replica_urls"] = list(spec.replicas)
     return chat_class(

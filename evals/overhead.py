@@ -218,21 +218,7 @@ def _children_cpu() -> float:
 
 async def raw_floor(base_url: str, *, k: int, requests: int) -> float:
     """`requests` concurrent n=k requests with plain aiohttp: the server and loopback's own cost."""
-    import aiohttp
-
-    body = {"model": "mock-model", "n": k, "max_tokens": 64,
-            "messages": [{"role": "user", "content": "Problem: what is 40 + 2?"}]}  # fmt: skip
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one() -> None:
-            async with session.post(f"{base_url}/chat/completions", json=body) as response:
-                await response.json()
-
-        await one()  # connect once
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(requests)))
-        return time.perf_counter() - started
+    return await raw_waves(base_url, [requests], solve_n=k)
 
 
 async def raw_waves(base_url: str, wave_requests: Sequence[int], *, solve_n: int) -> float:

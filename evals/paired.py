@@ -120,7 +120,9 @@ class SampleStore(StoredChains):
         super().__init__({e["id"]: e for e in self.log.read() if "id" in e})
         self.partial_log = JsonlLog(Path(out) / PARTIAL_FILE)
         self.partial: dict[str, dict[int, dict]] = {}
-        for line in self.partial_log.read():
+        lines = self.partial_log.read()
+        self._partial_lines = len(lines)  # lines in the file, kept or not
+        for line in lines:
             if line.get("index", -1) >= len(self.entries.get(line.get("id"), {}).get("chains", ())):
                 self.partial.setdefault(line["id"], {})[line["index"]] = line["chain"]
         self.compact()
@@ -137,8 +139,9 @@ class SampleStore(StoredChains):
         """Rewrite `samples.partial.jsonl` with the chains of unfinished problems only (none: no file)."""
         kept = [{"id": pid, "index": i, "chain": chain}
                 for pid, chains in self.partial.items() for i, chain in sorted(chains.items())]  # fmt: skip
-        if len(kept) != len(self.partial_log.read()):
+        if len(kept) != self._partial_lines:
             self.partial_log.rewrite(kept)
+            self._partial_lines = len(kept)
 
     def partial_chains(self, problem_id: str) -> dict[int, dict]:
         """The chains of an unfinished sampling of this problem, by chain index."""
@@ -146,20 +149,16 @@ class SampleStore(StoredChains):
 
     def add_partial(self, problem_id: str, index: int, chain: dict) -> None:
         self.partial_log.append({"id": problem_id, "index": index, "chain": chain})
+        self._partial_lines += 1
         self.partial.setdefault(problem_id, {})[index] = chain
-
-
-async def sample_problem(solver: Solver, problem: Problem, k: int, seed: int, family: str | None = None) -> dict:
-    """Sample k chains of one problem, one request per chain with seed `seed + i`, so each
-    chain's own cost is known exactly (the same seeds a server that ignores `n` gets)."""
-    return await sample_missing(solver, problem, {"chains": [], "family": family}, k, seed)
 
 
 async def sample_missing(solver: Solver, problem: Problem, entry: dict | None, k: int, sample_seed: int, *,
                          partial: dict[int, dict] | None = None,
                          on_chain: Callable[[int, dict], None] | None = None) -> dict:  # fmt: skip
     """A problem's `samples.jsonl` entry with `k` chains: the stored `entry`'s chains, then the
-    missing ones, chain i sampled with seed `sample_seed + i`. Chains in `partial` (by index,
+    missing ones, chain i sampled with seed `sample_seed + i` in a request of its own, so each
+    chain's own cost is known exactly (the same seeds a server that ignores `n` gets). Chains in `partial` (by index,
     from an interrupted sampling) are taken as they are; `on_chain(i, chain)` is called as each
     new chain arrives."""
     have = list(entry["chains"]) if entry else []

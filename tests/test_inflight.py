@@ -115,12 +115,11 @@ def test_a_bound_must_be_positive_and_below_its_ceiling():
 
 def test_each_server_kind_has_its_bound_and_ceiling(monkeypatch):
     monkeypatch.delenv("MAGICORE_MAX_CONCURRENCY", raising=False)
-    for provider, (start, ceiling) in INFLIGHT.items():
+    for provider, start in INFLIGHT.items():
         model = chat_model(parse_spec(f"{provider}:m@http://127.0.0.1:9/v1"))
         bound = llm.server_bound(model)
-        assert (bound.start, bound.ceiling, bound.adaptive) == (start, ceiling, True), provider
-    assert all(start == ceiling for start, ceiling in INFLIGHT.values())  # never past where it starts
-    assert INFLIGHT["vllm"][0] == 256 and INFLIGHT["openai-compatible"][0] == 16
+        assert (bound.start, bound.ceiling, bound.adaptive) == (start, start, True), provider
+    assert INFLIGHT["vllm"] == 256 and INFLIGHT["openai-compatible"] == 16
     chosen = llm.server_bound(chat_model(parse_spec("vllm:m@http://127.0.0.1:9/v1"), max_concurrency=32))
     assert (chosen.start, chosen.ceiling) == (32, 32)  # the user's bound is the ceiling
     monkeypatch.setenv("MAGICORE_MAX_CONCURRENCY", "12")
@@ -140,8 +139,8 @@ def test_a_429_halves_the_bound_and_the_request_still_succeeds():
     completions, reports, requests = asyncio.run(main())
     assert requests == 2 and completions[0].text.endswith("\\boxed{42}.")
     (report,) = reports
-    assert report["backoffs"] == 1 and report["bound"] == INFLIGHT["vllm"][0] // 2
-    assert report["ceiling"] == INFLIGHT["vllm"][1] and report["server"].startswith("mock@http://127.0.0.1:")
+    assert report["backoffs"] == 1 and report["bound"] == INFLIGHT["vllm"] // 2
+    assert report["ceiling"] == INFLIGHT["vllm"] and report["server"].startswith("mock@http://127.0.0.1:")
 
 
 def test_a_run_reports_its_bound_in_json():
@@ -166,11 +165,11 @@ async def test_traces_carry_the_bound(spans):
         await asolve(QUESTION, method="sc", model=model)
     finished = spans.get_finished_spans()
     (chat,) = [s for s in finished if s.name.startswith("chat ")]
-    assert chat.attributes["magicore.inflight.bound"] == INFLIGHT["vllm"][0]
+    assert chat.attributes["magicore.inflight.bound"] == INFLIGHT["vllm"]
     assert chat.attributes["magicore.inflight.in_flight"] == 1
     (root,) = [s for s in finished if s.name.startswith("invoke_workflow")]
-    assert root.attributes["magicore.inflight.bound"] == (INFLIGHT["vllm"][0],)
-    assert root.attributes["magicore.inflight.ceiling"] == (INFLIGHT["vllm"][1],)
+    assert root.attributes["magicore.inflight.bound"] == (INFLIGHT["vllm"],)
+    assert root.attributes["magicore.inflight.ceiling"] == (INFLIGHT["vllm"],)
     assert root.attributes["magicore.inflight.backoffs"] == (0,)
     assert root.attributes["magicore.inflight.server"][0].startswith("mock@http://127.0.0.1:")
 

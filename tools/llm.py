@@ -199,11 +199,11 @@ def model_label(model: BaseChatModel) -> str:
 
 def server_bound(model: BaseChatModel) -> inflight.Bound:
     """The in-flight bound of the model's server, from the metadata `chat_model` sets
-    (agents/backends.py); a model made elsewhere gets a fixed bound of 8."""
+    (agents/backends.py): after a halving it grows back to where it started, never past it; a
+    model made elsewhere gets a fixed bound of 8."""
     metadata = model.metadata or {}
     start = int(metadata.get("magicore_max_concurrency", 8))
-    ceiling = int(metadata.get("magicore_inflight_ceiling", start))
-    return inflight.Bound(start, max(start, ceiling), adaptive=bool(metadata.get("magicore_inflight_adaptive", False)))
+    return inflight.Bound(start, start, adaptive=bool(metadata.get("magicore_inflight_adaptive", False)))
 
 
 async def limiter(model: BaseChatModel) -> inflight.Limiter:
