@@ -8,7 +8,8 @@ from magicore.agents.chain import Chain
 from magicore.agents.prompts import choice_letters, render_messages
 from magicore.agents.reviewer import Review, scored_solution
 from magicore.tools import telemetry
-from magicore.tools.llm import Usage, sample
+from magicore.tools.llm import sample
+from magicore.tools.usage import Usage
 
 ANSWER_FORMAT = {
     "mcq": "the letter of the correct option in \\boxed{}, for example: The answer is \\boxed{B}.",

@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from magicore.agents.chain import Chain
 from magicore.agents.prompts import render_messages
 from magicore.tools import telemetry
-from magicore.tools.llm import Usage, sample
+from magicore.tools.llm import sample
+from magicore.tools.usage import Usage
 from magicore.tools.steps import format_steps, score_out_of_10
 
 #: Steps scoring below this (out of 10) are the ones the Reviewer must look at.

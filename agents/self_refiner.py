@@ -15,7 +15,8 @@ from magicore.agents.chain import Chain
 from magicore.agents.prompts import choice_letters, render_messages
 from magicore.agents.refiner import ANSWER_FORMAT, DEFAULT_FORMAT
 from magicore.tools import telemetry
-from magicore.tools.llm import Usage, sample
+from magicore.tools.llm import sample
+from magicore.tools.usage import Usage
 
 # Phrases that declare the whole solution right. Each is removed before looking for a flaw, so
 # that "There is no error." counts as approval and "correct, but step 2 is wrong" does not.

@@ -12,7 +12,8 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from magicore.agents.chain import Chain
-from magicore.tools.llm import Completion, Usage, sample
+from magicore.tools.llm import Completion, sample
+from magicore.tools.usage import Usage
 from magicore.agents.prompts import choice_letters, detect_family, render_messages
 from magicore.agents.questions import check_question
 from magicore.tools import telemetry

@@ -29,7 +29,7 @@ from magicore.evals.bench_store import JsonlLog
 from magicore.evals.datasets import FAMILIES, Problem
 from magicore.tools import telemetry
 from magicore.tools.errors import InputError
-from magicore.tools.llm import Usage, charge_usage, track_usage
+from magicore.tools.usage import Usage, charge_usage, track_usage
 from magicore.tools.rewards.base import RewardModel
 
 SAMPLES_FILE = "samples.jsonl"

@@ -28,7 +28,7 @@ from magicore.graphs.grouping import answer_groups
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
 from magicore.tools import telemetry
-from magicore.tools.llm import track_usage
+from magicore.tools.usage import track_usage
 from magicore.tools.steps import bound_solution
 from magicore.tools.rewards.base import RewardModel
 

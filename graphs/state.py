@@ -60,7 +60,7 @@ def merge_usage(left: dict[str, dict[str, int]] | None, right: dict[str, dict[st
 
 
 def usage_update(role: str, usage: Any) -> dict[str, dict[str, int]]:
-    """A `usage` state update for one role from a `magicore.tools.llm.Usage`."""
+    """A `usage` state update for one role from a `magicore.tools.usage.Usage`."""
     return {role: {key: int(getattr(usage, key)) for key in USAGE_KEYS}}
 
 

@@ -15,6 +15,7 @@ from langchain_core.runnables import RunnableLambda
 from magicore.agents.backends import chat_model, parse_spec
 from magicore.evals.mock_server import MockServer, MockSettings
 from magicore.tools import llm
+from magicore.tools.usage import track_usage
 
 URL = "http://127.0.0.1:9/v1"
 MESSAGES = [("system", "Reason in numbered steps."), ("human", "What is 40 + 2?"),
@@ -76,7 +77,7 @@ def test_a_watched_call_goes_through_langchain_and_an_unwatched_one_does_not(mon
         monkeypatch.setattr(type(model), "agenerate", counting)
 
         async def call(_):
-            with llm.track_usage() as used:
+            with track_usage() as used:
                 completions, usage = await llm.sample(model, MESSAGES, n=3)
             return completions, usage, used
 

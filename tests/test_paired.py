@@ -11,7 +11,7 @@ from magicore.evals.paired import CachedReward, MethodRun, parse_configs
 from magicore.evals.report import compare, mcnemar_exact
 from magicore.graphs.build import normalize_method
 from magicore.tools.errors import InputError
-from magicore.tools.llm import Usage, charge_usage, track_usage
+from magicore.tools.usage import Usage, charge_usage, track_usage
 from magicore.tools.rewards.base import RewardModel
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from magicore.agents.fake import ScriptedFakeChatModel
 from magicore.tools.errors import InputError
-from magicore.tools.llm import Completion, track_usage
+from magicore.tools.llm import Completion
+from magicore.tools.usage import track_usage
 from magicore.tools.rewards.base import chain_reward
 from magicore.tools.rewards.combine import CombinedReward, ConstantReward, combine
 from magicore.tools.rewards.judge import LLMJudge, p_yes
