@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The evidence runs of docs/bench.md on the default embedded model: GSM8K (60 problems) and
-# MATH-500 (40 problems), each paired and compute-matched. Self-Refine, by far the costliest
-# configuration on a CPU (up to 4 feedback-and-revision rounds per chain), runs last on both, so
-# that the other configurations of both datasets are done first. Resumable: run it again after
+# MATH-500 (40 problems), each paired and compute-matched. GSM8K comes first, all six
+# configurations, so that one dataset's table is complete (and its Self-Refine records give the
+# training-data export its critiques) before MATH-500's long sampling; on MATH-500 Self-Refine,
+# the costliest configuration on a CPU, runs after the others. Resumable: run it again after
 # an interruption and it continues where it stopped (samples, scores and finished problems are
 # kept in the run directories). Usage: docs/results/run-evidence.sh [path/to/magicore]
 set -uo pipefail
@@ -12,7 +13,6 @@ gsm8k=(--dataset gsm8k --limit 60 --seed 0 --max-tokens 512 --out "$here/gsm8k-q
 math500=(--dataset math500 --limit 40 --seed 0 --max-tokens 768 --out "$here/math500-qwen2.5-coder-1.5b")
 common=(--rounds 3 --model embedded --concurrency 2 --no-progress)
 first="sc@4,sc@12,bok@4,bok@12,magicore@4"  # cheapest first: they finish as soon as the samples exist
-"$magicore" bench "${gsm8k[@]}" --methods "$first" "${common[@]}"
-"$magicore" bench "${math500[@]}" --methods "$first" "${common[@]}"
 "$magicore" bench "${gsm8k[@]}" --methods "$first,self-refine@4" "${common[@]}"
+"$magicore" bench "${math500[@]}" --methods "$first" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first,self-refine@4" "${common[@]}"
