@@ -29,7 +29,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
-from magicore.agents.transport import OpenAICompatibleChat
+from magicore.agents.transport import OpenAICompatibleChat, sdk_async_client
 from magicore.tools.errors import InputError, ModelError
 
 DEFAULT_SPEC = "embedded"
@@ -262,6 +262,7 @@ def chat_model(
         max_retries=max_retries,
         max_tokens=max_tokens,
         stream_usage=True,  # a streamed call (LangGraph's `messages` mode) still reports its usage
+        http_async_client=sdk_async_client(),  # a 429 the SDK retries still lowers the in-flight bound
         metadata={**metadata, **extra_metadata},
         **extra,
     )

@@ -139,6 +139,19 @@ def _plain_messages(messages) -> list[dict] | None:
     return out
 
 
+def sdk_async_client():
+    """The async HTTP client for the openai SDK path (the OpenAI API, `transport="openai"`,
+    streaming): the SDK's own default client, plus a hook that reports every 429 or 503 it
+    receives to the in-flight bound, the ones the SDK retries out of sight included."""
+    import openai
+
+    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [_report_pushback]})
+
+
+async def _report_pushback(response) -> None:
+    inflight.push_back(response.status_code)  # does nothing outside a request's slot
+
+
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
 
 RETRY_STATUS = frozenset({408, 409, 429})

@@ -127,11 +127,16 @@ def test_each_server_kind_has_its_bound_and_ceiling(monkeypatch):
     assert (from_env.start, from_env.ceiling) == (12, 12)
 
 
-def test_a_429_halves_the_bound_and_the_request_still_succeeds():
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_a_429_halves_the_bound_and_the_request_still_succeeds(transport):
+    """Both transports: magicore's own, and the openai SDK's, which retries a 429 out of sight
+    (its client's response hook reports it)."""
+
     async def main():
         settings = MockSettings(mode="rate_limited", retry_after=0.05, failures=1)
         with MockServer(settings) as server:
             model = chat_model(parse_spec(f"vllm:mock@{server.base_url}"), timeout=10)
+            model.transport = transport
             with inflight.track() as used:
                 completions, _ = await llm.sample(model, [("user", QUESTION)])
             return completions, inflight.reports(used), len(settings.requests)
@@ -198,3 +203,50 @@ def test_congestion_is_read_through_the_model_error_that_wraps_it():
     assert not inflight.is_congestion(wrapped(openai.APIConnectionError(request=request)))
     assert not inflight.is_congestion(wrapped(broken))
     assert not inflight.is_congestion(ModelError("the reply had no choices"))
+
+
+_NOFILE_PROBE = """
+import json, logging, resource, sys
+from magicore.tools import inflight
+soft, hard = (int(v) for v in sys.argv[1:3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+inflight.log.addHandler(handler)
+bound = inflight.fit_open_files(inflight.Bound(4096, 4096))
+print(json.dumps({"start": bound.start, "ceiling": bound.ceiling, "adaptive": bound.adaptive,
+                  "soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "warnings": warnings}))
+"""
+
+
+@pytest.mark.parametrize("soft, hard, expected", [
+    (1024, 8192, {"start": 4096, "ceiling": 4096, "soft": 4096 + inflight.FD_RESERVE}),  # raised to fit
+    (512, 1024, {"start": 1024 - inflight.FD_RESERVE, "ceiling": 1024 - inflight.FD_RESERVE, "soft": 1024}),
+])  # fmt: skip
+def test_the_bound_fits_the_open_file_limit(soft, hard, expected):
+    """A bound whose sockets would not fit RLIMIT_NOFILE raises the soft limit towards the hard
+    one, and where even that is too low, shrinks to what fits and says so (a subprocess: a
+    lowered hard limit cannot be raised again)."""
+    import json
+    import subprocess
+    import sys
+
+    if hard > _hard_nofile():
+        pytest.skip(f"this machine's hard open-file limit is below {hard}")
+    out = subprocess.run([sys.executable, "-c", _NOFILE_PROBE, str(soft), str(hard)], capture_output=True,
+                         text=True, timeout=60, check=True)  # fmt: skip
+    found = json.loads(out.stdout)
+    assert {k: found[k] for k in expected} == expected and found["adaptive"]
+    if expected["start"] < 4096:
+        (warning,) = found["warnings"]
+        assert "open-file limit (1024" in warning and f"at most {1024 - inflight.FD_RESERVE} in flight" in warning
+    else:
+        assert found["warnings"] == []
+
+
+def _hard_nofile() -> int:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 62 if hard == resource.RLIM_INFINITY else hard

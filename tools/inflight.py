@@ -7,7 +7,8 @@ again). While requests wait for a slot and come back fine, it grows by one per a
 (a doubling per round trip, TCP's slow start) back up to its ceiling, which for every server
 kind is where it started. Timeouts and refused connections do not lower it: a server that is
 down or restarting says nothing about how much it can take, and halving on each of a burst of
-refusals would take the bound to 1.
+refusals would take the bound to 1. `fit_open_files` keeps a bound within the process's
+open-file limit.
 
 Hand-written: PyPI's asyncio AIMD limiters (aimd-limiter, ace-concurrency) are 0.1 releases
 with one maintainer, and none reports its bound or takes a signal from inside a request's
@@ -19,10 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # not on Windows: no limit to check there
+    resource = None  # type: ignore[assignment]
+
+log = logging.getLogger("magicore.inflight")
+
+#: File descriptors left for everything but requests: sandboxes' pipes, the model server's, logs.
+FD_RESERVE = 128
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,32 @@ class Bound:
     @classmethod
     def fixed(cls, value: int) -> Bound:
         return cls(value, value, adaptive=False)
+
+
+def fit_open_files(bound: Bound) -> Bound:
+    """The bound, made to fit the process's open-file limit (RLIMIT_NOFILE).
+
+    Each request in flight holds a socket. When the bound's ceiling and `FD_RESERVE` do not fit
+    the soft limit, the soft limit is raised towards the hard one (as servers do at start-up);
+    when even the hard limit is too low, the bound is lowered to what fits and a warning says
+    so, instead of requests failing with "Too many open files" mid-run.
+    """
+    if resource is None:
+        return bound
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = bound.ceiling + FD_RESERVE
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return bound
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if needed <= soft:
+        return bound
+    room = max(1, soft - FD_RESERVE)
+    log.warning("%d requests in flight would not fit this process's open-file limit (%d; raise it with "
+                "`ulimit -n`): keeping at most %d in flight", bound.ceiling, soft, room)  # fmt: skip
+    return Bound(min(bound.start, room), room, adaptive=bound.adaptive)
 
 
 class Limiter:

@@ -126,7 +126,8 @@ async def limiter(model: BaseChatModel) -> inflight.Limiter:
     found = per_loop.get(key)
     if found is None:
         url = getattr(model, "openai_api_base", None) or ""
-        found = per_loop[key] = inflight.Limiter(server_bound(model), label=f"{model_label(model)}@{url}".rstrip("@"))
+        bound = inflight.fit_open_files(server_bound(model))
+        found = per_loop[key] = inflight.Limiter(bound, label=f"{model_label(model)}@{url}".rstrip("@"))
     return found
 
 
