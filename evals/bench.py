@@ -93,11 +93,12 @@ class BenchSettings:
                 "max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
                 "refine": self.refine}  # fmt: skip
 
-    def method_config(self, calibration: Calibration | None = None, *, k: int | None = None) -> MethodConfig:
+    def method_config(self, calibration: Calibration | None = None, *, k: int | None = None,
+                      route: str = "adaptive") -> MethodConfig:  # fmt: skip
         values = self.config_values()
         if k is not None:
             values["k"] = k
-        return MethodConfig(**values, calibration=calibration)
+        return MethodConfig(**values, calibration=calibration, route=route)
 
 
 # --------------------------------------------------------------------------- run settings

@@ -69,7 +69,8 @@ async def run_magicore(problems, todo, settings, models, reward, out, sink, limi
     try:
         async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
             common = dict(model=models.model, reviewer_model=models.reviewer_model, refiner_model=models.refiner_model,
-                          reward=reward, config=settings.method_config(fixed, k=k), checkpointer=saver,
+                          reward=reward, config=settings.method_config(fixed, k=k, route=run.route if run else "adaptive"),
+                          checkpointer=saver,
                           saved_calibration=False, solver=solver)  # fmt: skip  # the mode says which calibration
             graph = build_graph("magicore", **common)
             spent: dict[str, float] = {}  # phase-1 seconds per problem in this run

@@ -301,7 +301,7 @@ async def _simple(pool, run, todo, store, scores, sink, per_worker, progress, ca
                                                         config=run.label, k=run.k), "scores": []})  # fmt: skip
 
     def call(worker, problem):
-        return worker.run.remote(run.method, run.k, problem, _chains(store, problem, run.k), calibration)
+        return worker.run.remote(run.method, run.k, problem, _chains(store, problem, run.k), calibration, run.route)
 
     try:
         await dispatch(pool, todo, call, on_result, on_lost, per_worker)
@@ -335,7 +335,8 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
     async with sqlite_checkpointer(out / "checkpoints.sqlite") as saver:
         # the local engine's graph, used here only to read and write its checkpoints
         store = build_graph("magicore", model=models.model, reviewer_model=models.reviewer_model,
-                            refiner_model=models.refiner_model, reward=reward, config=settings.method_config(k=k),
+                            refiner_model=models.refiner_model, reward=reward,
+                            config=settings.method_config(k=k, route=run.route),
                             checkpointer=saver, interrupt_before=[PAUSE_BEFORE], saved_calibration=False)  # fmt: skip
         paused: set[str] = set()
         phase1: list[Problem] = []
@@ -369,7 +370,7 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
             await saved(problem, {"error": error_record(problem, why)})
 
         def call1(worker, problem):
-            return worker.phase1.remote(k, problem, _chains(samples, problem, k))
+            return worker.phase1.remote(k, problem, _chains(samples, problem, k), run.route)
 
         try:
             await dispatch(pool, phase1, call1, saved, lost1, settings.concurrency)
@@ -396,7 +397,7 @@ async def _magicore_batch(pool, run, problems, todo, settings, models, samples, 
 
         def call2(worker, problem):
             return worker.phase2.remote(k, problem, _chains(samples, problem, k), states[problem.id], cal,
-                                        spent.get(problem.id, 0.0))  # fmt: skip
+                                        spent.get(problem.id, 0.0), run.route)  # fmt: skip
 
         try:
             await dispatch(pool, remaining, call2, finished, lost2, settings.concurrency)

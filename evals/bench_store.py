@@ -131,7 +131,8 @@ def make_record(problem: Problem, method: str, result: RunResult | None, seconds
         "input_tokens": result.input_tokens if result else 0,
         "output_tokens": result.output_tokens if result else 0,
         "seconds": None if seconds is None else round(seconds, 3),
-        "hard": route[0]["hard"] if route else None,
+        # the test's verdict: magicore-all refines every problem, and its report splits them by it
+        "hard": (route[0]["hard"] and not route[0].get("forced")) if route else None,
         "rounds": result.rounds if result else 0,
         "calibration": route[0].get("calibration") if route else None,
         "votes": result.votes if result else {},

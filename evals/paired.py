@@ -40,16 +40,23 @@ SCORES_FILE = "scores.jsonl"
 _CONFIG = re.compile(r"^([a-z][a-z-]*)(?:@(\d+))?$")
 
 
+#: Configurations that are a method with one setting changed: name -> (method, route).
+VARIANTS = {"magicore-all": ("magicore", "all")}  # MAgICoRe refining every problem (no easy/hard routing)
+
+
 @dataclass(frozen=True)
 class MethodRun:
-    """One configuration of a paired run: a method and its k ("sc@12")."""
+    """One configuration of a paired run: a method, its k ("sc@12") and, for MAgICoRe, its
+    route ("magicore-all@4" refines every problem: MethodConfig.route)."""
 
     method: str
     k: int
+    route: str = "adaptive"
 
     @property
     def label(self) -> str:
-        return f"{self.method}@{self.k}"
+        name = next((n for n, v in VARIANTS.items() if v == (self.method, self.route)), self.method)
+        return f"{name}@{self.k}"
 
 
 def parse_configs(text: Sequence[str] | str, default_k: int, normalize: Callable[[str], str]) -> list[MethodRun]:
@@ -65,7 +72,9 @@ def parse_configs(text: Sequence[str] | str, default_k: int, normalize: Callable
         k = int(m.group(2)) if m.group(2) else default_k
         if k < 1:
             raise InputError(f"'{item}': k must be at least 1")
-        run = MethodRun(normalize(m.group(1)), k)
+        name = m.group(1)
+        method, route = VARIANTS[name] if name in VARIANTS else (normalize(name), "adaptive")
+        run = MethodRun(method, k, route)
         if run not in runs:
             runs.append(run)
     if not runs:

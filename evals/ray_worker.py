@@ -103,8 +103,9 @@ class BenchWorker:
         finally:
             self._samples.drop(problem.id)
 
-    def _graph(self, method: str, k: int, calibration: Calibration | None = None, pause: bool = False):
-        key = (method, k, calibration.model_dump_json() if calibration else None, pause)
+    def _graph(self, method: str, k: int, calibration: Calibration | None = None, pause: bool = False,
+               route: str = "adaptive"):  # fmt: skip
+        key = (method, k, calibration.model_dump_json() if calibration else None, pause, route)
         if key not in self._graphs:
             from magicore.evals.bench import baseline_graph, self_refine_graphs
             from magicore.evals.paired import MethodRun
@@ -126,7 +127,7 @@ class BenchWorker:
                 saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
                 self._graphs[key] = build_graph(
                     method, model=solver, reviewer_model=reviewer, refiner_model=refiner, reward=reward,
-                    config=MethodConfig(**{**self.config_values, "k": k}, calibration=calibration),
+                    config=MethodConfig(**{**self.config_values, "k": k}, calibration=calibration, route=route),
                     checkpointer=saver, interrupt_before=[PAUSE_BEFORE] if pause else None,
                     saved_calibration=False, solver=self._replay,
                 )  # fmt: skip
@@ -145,13 +146,13 @@ class BenchWorker:
             return {"error": str(error) or type(error).__name__}
 
     async def run(self, method: str, k: int, problem: Problem, chains: list[dict],
-                  calibration: Calibration | None = None) -> dict:  # fmt: skip
+                  calibration: Calibration | None = None, route: str = "adaptive") -> dict:  # fmt: skip
         """One problem start to end on its stored chains: a baseline, Self-Refine, or MAgICoRe
         with a fixed or its own calibration; {"record", "scores": the reward scores computed}."""
         from magicore.evals.bench import solve_baseline, solve_self_refine
         from magicore.evals.paired import MethodRun
 
-        run = MethodRun(method, k)
+        run = MethodRun(method, k, route)
         with self._chains(problem, chains):
             if method == "self-refine":
                 record = await solve_self_refine(run, problem, self._roles()[0], self._graph(method, k))
@@ -168,7 +169,7 @@ class BenchWorker:
 
         started = time.perf_counter()
         try:
-            graph = self._graph("magicore", run.k, calibration)
+            graph = self._graph("magicore", run.k, calibration, route=run.route)
             config = thread_config(problem, run.label)
             try:
                 state = await _stream(graph, _inputs(problem), config)
@@ -181,17 +182,19 @@ class BenchWorker:
             return make_record(problem, "magicore", None, time.perf_counter() - started, error,
                                config=run.label, k=run.k)  # fmt: skip
 
-    async def phase1(self, k: int, problem: Problem, chains: list[dict]) -> dict:
+    async def phase1(self, k: int, problem: Problem, chains: list[dict], route: str = "adaptive") -> dict:
         """MAgICoRe@k up to just before "route": {"saved": the paused checkpoint, "first": the
         first chain's entry, "seconds"}, or {"error": record}."""
         from magicore.evals.bench_magicore import _stream, first_chain
         from magicore.graphs.routing import reward as chain_reward
 
-        label = f"magicore@{k}"
+        from magicore.evals.paired import MethodRun
+
+        label = MethodRun("magicore", k, route).label
         started = time.perf_counter()
         config = thread_config(problem, label)
         with self._chains(problem, chains):
-            graph = self._graph("magicore", k, pause=True)
+            graph = self._graph("magicore", k, pause=True, route=route)
             try:
                 await _stream(graph, _inputs(problem), config)
                 seconds = time.perf_counter() - started
@@ -209,17 +212,19 @@ class BenchWorker:
                 await graph.checkpointer.adelete_thread(config["configurable"]["thread_id"])
 
     async def phase2(self, k: int, problem: Problem, chains: list[dict], saved: dict, calibration: Calibration,
-                     spent: float) -> dict:  # fmt: skip
+                     spent: float, route: str = "adaptive") -> dict:  # fmt: skip
         """MAgICoRe@k from its paused checkpoint with the batch calibration, to the end, exactly
         as the local engine resumes it: {"record", "scores": the reward scores computed}."""
         from magicore.evals.bench_magicore import _stream
         from magicore.graphs.api import result_from_state
 
-        label = f"magicore@{k}"
+        from magicore.evals.paired import MethodRun
+
+        label = MethodRun("magicore", k, route).label
         started = time.perf_counter()
         config = thread_config(problem, label)
         with self._chains(problem, chains):
-            graph = self._graph("magicore", k)
+            graph = self._graph("magicore", k, route=route)
             try:
                 await import_checkpoint(graph.checkpointer, config, saved)
                 await graph.aupdate_state(config, {"calibration": calibration})

@@ -243,7 +243,8 @@ def write_report(out: str | Path, *, plot: bool = True) -> str:
                  "the Solver's, Reviewer's and Refiner's completions; judge calls are the reward model's "
                  "LLM calls; tokens (all roles), seconds (wall time, concurrent problems overlap) and "
                  "rounds are means per problem; routed hard is the share of problems the first easy/hard "
-                 "test sent to refinement, and the last two columns split accuracy by that route.")  # fmt: skip
+                 "test sent to refinement, and the last two columns split accuracy by that route "
+                 "(magicore-all refines every problem: its split is by what the test would have said).")  # fmt: skip
     pairs = comparisons(out)
     if pairs:
         parts += ["", "## Paired comparisons", "", comparison_table(pairs), "",

@@ -28,6 +28,10 @@ class MethodConfig(BaseModel):
     refine: Literal["pool", "latest"] = Field(
         "pool", description="from round 1 on, review and refine the whole top-k pool (default) or only the "
                             "previous round's refinements (the reference code)")  # fmt: skip
+    route: Literal["adaptive", "all"] = Field(
+        "adaptive", description="round 0 refines the problems the easy/hard test calls hard (default), or every "
+                                "problem whatever the test says (\"all\": the ablation without coarse-to-fine "
+                                "routing); later rounds stop when the test says easy either way")  # fmt: skip
     review_threshold: int = Field(6, ge=0, le=10, description="steps scoring below n/10 get attention")
     self_refine_rounds: int = Field(4, ge=1, le=20, description="Self-Refine's feedback rounds at most")
     calibration: Calibration | None = Field(None, description="mu/sigma; the question's own chains if None")

@@ -150,16 +150,19 @@ def make_route(config: MethodConfig, evidence=None):
         groups = await answer_groups(state["question"], state.get("family"), pool)
         d = classify_difficulty(pool, cal.mu, cal.sigma, z_threshold=config.z_threshold,
                                 confidence_threshold=config.confidence_threshold, groups=groups)
-        decision = RouteDecision(round=state.get("round", 0), hard=d.hard, cond1=d.cond1, mean_z=d.mean_z,
+        round_ = state.get("round", 0)
+        forced = config.route == "all" and round_ == 0 and not d.hard
+        decision = RouteDecision(round=round_, hard=d.hard or forced, cond1=d.cond1, mean_z=d.mean_z,
                                  orm_confidence=d.orm_confidence, prm_confidence=d.prm_confidence,
-                                 majority=d.majority, calibration=cal.source)  # fmt: skip
-        will_refine = d.hard and decision.round < config.rounds
+                                 majority=d.majority, calibration=cal.source, forced=forced)  # fmt: skip
+        will_refine = decision.hard and decision.round < config.rounds
         if will_refine and evidence is not None and hasattr(evidence, "prepare"):
             chains = to_refine(state, decision.round)
             with telemetry.tool_span("evidence", **{"magicore.round": decision.round, "magicore.chains": len(chains)}):
                 await evidence.prepare(state["question"], chains, family=state.get("family"))  # one batched check before the fan-out
         telemetry.add_event("magicore.route", {
-            "magicore.round": decision.round, "magicore.route.hard": d.hard, "magicore.route.cond1": d.cond1,
+            "magicore.round": decision.round, "magicore.route.hard": decision.hard, "magicore.route.forced": forced,
+            "magicore.route.cond1": d.cond1,
             "magicore.route.mean_z": d.mean_z, "magicore.route.orm_confidence": d.orm_confidence,
             "magicore.route.prm_confidence": d.prm_confidence, "magicore.route.majority": d.majority,
             "magicore.route.refine": will_refine, "magicore.calibration.mu": cal.mu,

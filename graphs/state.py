@@ -39,6 +39,8 @@ class RouteDecision(BaseModel):
     prm_confidence: float
     majority: str | None
     calibration: str = ""
+    #: Hard because `route="all"` refines every problem in round 0, not because the test said so.
+    forced: bool = False
 
 
 class Draft(BaseModel):

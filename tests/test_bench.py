@@ -126,6 +126,24 @@ def test_every_configuration_runs_the_same_problems_and_the_report_says_so(tmp_p
     assert (tmp_path / "report.md").read_text() == text
 
 
+def test_magicore_all_refines_every_problem_on_the_same_chains_and_reports_the_tests_verdict(tmp_path):
+    model = scripted()
+    results = bench(tmp_path, model, methods=("magicore@4", "magicore-all@4"))
+    assert len(model.calls("solver")) == 5 * 4  # both replay the same samples
+    adaptive, forced = results["magicore@4"], results["magicore-all@4"]
+    assert {r["config"] for r in forced.values()} == {"magicore-all@4"} and {r["method"] for r in forced.values()} == {"magicore"}
+    # every problem is reviewed and refined once; the default refines only the hard one
+    assert all(r["rounds"] == 1 and len(r["reviews"]) == 4 and len(r["refinements"]) == 4 for r in forced.values())
+    assert sum(r["rounds"] for r in adaptive.values()) == 1
+    # `hard` is the test's verdict in both, so the two split their problems alike
+    assert {i: r["hard"] for i, r in forced.items()} == {i: r["hard"] for i, r in adaptive.items()}
+    assert all(r["correct"] for r in forced.values())
+    text = write_report(tmp_path)
+    assert "| magicore-all@4 | 5 | 100.0% (5/5) | 56.6-100.0% | 0 | 12.0 |" in text  # 4 samples + 4 reviews + 4 refinements
+    assert "| 20% | 1.00 | 100% (1/1) | 100% (4/4) |" in text  # routed hard by the test, one round each
+    assert "| magicore@4 | magicore-all@4 | 5 | +0.0 pts |" in text
+
+
 def test_a_smaller_k_uses_a_prefix_of_the_same_chains_and_a_larger_one_samples_only_the_rest(tmp_path):
     model = scripted()
     results = bench(tmp_path, model, methods=["sc@2", "sc@3"])

@@ -88,7 +88,7 @@ def outcome(records: dict) -> dict:
 
 
 def test_both_engines_write_the_same_records_and_calibration(tmp_path, local_ray):
-    methods = ["magicore@4", "sc@4", "bok@2", "self-refine@2"]
+    methods = ["magicore@4", "magicore-all@2", "sc@4", "bok@2", "self-refine@2"]
     with MockServer(MockSettings(latency=0.02, reply=Replies())) as server:
         local = asyncio.run(run_bench(PROBLEMS, settings(methods), models_for(server), tmp_path / "local",
                                       progress=False, log=lambda _t: None))  # fmt: skip
@@ -110,6 +110,7 @@ def test_both_engines_write_the_same_records_and_calibration(tmp_path, local_ray
     mg = local["magicore@4"].values()
     assert all(r["error"] is None for r in mg)
     assert any(r["hard"] and r["rounds"] >= 1 for r in mg) and any(r["hard"] is False for r in mg)  # both routes taken
+    assert all(r["error"] is None and r["rounds"] >= 1 for r in distributed["magicore-all@2"].values())  # all refined
     # the configurations replay the stored chains: sc@4 all four, bok@2 the first two
     stored = {e["id"]: [c["text"] for c in e["chains"]] for e in map(json.loads, samples[1])}
     for i, chains in stored.items():

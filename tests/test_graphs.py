@@ -58,6 +58,21 @@ async def test_easy_question_stops_after_the_first_vote():
     assert [e["type"] for e in events] == ["chain"] * 4 + ["scores", "route", "final"]
 
 
+async def test_route_all_refines_an_easy_question_once_then_the_test_decides():
+    """route="all" (the ablation without coarse-to-fine routing): round 0 refines a question the
+    test calls easy, the decision says it was forced, and round 1 stops on the test's word."""
+    model = scripted(["8", "8", "8", "5"])
+    result = await run(model, FakeAnswerReward({**LOW, **HIGH}), route="all")
+    first, second = result.route
+    assert first["hard"] and first["forced"] and first["cond1"]  # the test said easy
+    assert not second["hard"] and not second["forced"] and second["round"] == 1
+    assert result.rounds == 1 and result.answer == "8"
+    assert len(model.calls("reviewer")) == 4 and len(model.calls("refiner")) == 4
+    # the default never forces: the same question stops after the first vote
+    adaptive = await run(scripted(["8", "8", "8", "5"]), FakeAnswerReward({**LOW, **HIGH}))
+    assert adaptive.rounds == 0 and not adaptive.route[0]["forced"]
+
+
 async def test_hard_question_is_reviewed_and_refined_until_easy():
     model = scripted(["5", "6", "7", "9"])  # four different low-reward answers: hard
     events = []

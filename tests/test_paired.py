@@ -21,7 +21,13 @@ def test_configurations_parse_with_their_k():
     assert [r.label for r in runs] == ["magicore@4", "sc@12", "bok@8", "self-refine@4"]
 
 
-@pytest.mark.parametrize("text", ["sc@", "sc@x", "@4", "sc@0", "", " , "])
+def test_magicore_all_is_magicore_refining_every_problem():
+    (run,) = parse_configs("magicore-all@4", 8, normalize_method)
+    assert run == MethodRun("magicore", 4, "all") and run.label == "magicore-all@4"
+    assert MethodRun("magicore", 4).label == "magicore@4"
+
+
+@pytest.mark.parametrize("text", ["sc@", "sc@x", "sc-all@4", "@4", "sc@0", "", " , "])
 def test_bad_configurations_are_one_clear_error(text):
     with pytest.raises(InputError):
         parse_configs(text, 8, normalize_method)
