@@ -46,7 +46,8 @@ class RunResult(BaseModel):
             "seconds": round(self.seconds, 3),
             "rounds": self.rounds,
             "route": [
-                {k: d[k] for k in ("round", "hard", "cond1", "orm_confidence", "prm_confidence", "majority")}
+                {**{k: d[k] for k in ("round", "hard", "cond1", "orm_confidence", "prm_confidence", "majority")},
+                 **({"forced": True} if d.get("forced") else {})}  # only MethodConfig(route="all") forces
                 for d in self.route
             ],
             "usage_by_role": self.usage_by_role,

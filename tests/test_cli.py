@@ -79,6 +79,24 @@ def test_magicore_json_reports_rounds_and_route(server):
     assert out["usage_by_role"]["solver"]["llm_calls"] == 3
 
 
+def test_refine_all_reviews_and_refines_a_question_the_test_calls_easy(server):
+    proc = magicore("solve", QUESTION, "--model", server.base_url, "-k", "2", "--reward", "verifier", "--json",
+                    "--refine-all")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    first, second = out["route"]
+    assert first["hard"] and first["forced"] and first["cond1"]  # the test said easy
+    assert not second["hard"] and "forced" not in second and out["rounds"] == 1 and out["answer"] == "42"
+    assert out["usage_by_role"]["reviewer"]["llm_calls"] == 2 and out["usage_by_role"]["refiner"]["llm_calls"] == 2
+    explained = magicore("solve", QUESTION, "--model", server.base_url, "-k", "2", "--reward", "verifier",
+                         "--explain", "--refine-all")  # fmt: skip
+    assert "refined on request (the test said easy): 1 refinement round(s), then easy" in explained.stdout
+    assert "Round 0: refined on request, the test said easy" in explained.stdout
+    refused = magicore("solve", QUESTION, "--method", "sc", "--model", server.base_url, "--refine-all")
+    assert_one_line_error(refused, "--refine-all is MAgICoRe's")
+    assert refused.returncode == 2
+
+
 def test_explain_prints_candidates_and_route(server):
     proc = magicore("solve", QUESTION, "--model", server.base_url, "-k", "2", "--reward", "verifier", "--explain")
     assert proc.returncode == 0, proc.stderr

@@ -14,6 +14,8 @@ def route_summary(result: RunResult) -> str:
     if not first["hard"]:
         return "easy: settled by the weighted vote"
     end = "easy" if not last["hard"] else "still hard"
+    if first.get("forced"):
+        return f"refined on request (the test said easy): {result.rounds} refinement round(s), then {end}"
     return f"hard: {result.rounds} refinement round(s), then {end}"
 
 
@@ -57,7 +59,8 @@ def print_result(result: RunResult, *, show_samples: bool = False) -> None:
 def explain(result: RunResult) -> None:
     """The route decisions, the final candidates with scores, and every review and refinement."""
     for d in result.route:
-        print(f"\nRound {d['round']}: {'hard' if d['hard'] else 'easy'} (cond1 {d['cond1']}, mean z "
+        verdict = "refined on request, the test said easy" if d.get("forced") else "hard" if d["hard"] else "easy"
+        print(f"\nRound {d['round']}: {verdict} (cond1 {d['cond1']}, mean z "
               f"{d['mean_z'] if d['mean_z'] is None else round(d['mean_z'], 2)}, ORM confidence "
               f"{d['orm_confidence']:.2f}, PRM confidence {d['prm_confidence']:.2f}, majority {d['majority']!r}; "
               f"calibration: {d['calibration']})")  # fmt: skip

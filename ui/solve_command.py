@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=positive_int, default=None, help="chains to sample (default 8)")
     parser.add_argument("--rounds", type=nonnegative_int, default=None,
                         help="refinement rounds at most (default 3 for magicore, 4 for self-refine)")
+    parser.add_argument("--refine-all", action="store_true",
+                        help="magicore: review and refine in round 0 whatever the easy/hard test says (to see the "
+                             "Reviewer and Refiner at work on a question the vote would settle)")  # fmt: skip
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top_p (default 0.95)")
     parser.add_argument("--max-tokens", type=positive_int, default=None,
@@ -91,9 +94,12 @@ def run(args) -> int:
     if args.method == "self-refine" and (args.reviewer_model or args.refiner_model):
         raise InputError("self-refine uses one model to draft, critique and revise: "
                          "choose it with --model or --solver-model")  # fmt: skip
+    if args.refine_all and args.method != "magicore":
+        raise InputError("--refine-all is MAgICoRe's: the other methods have no easy/hard test")
     rounds = {} if args.rounds is None else {"rounds": args.rounds, "self_refine_rounds": max(args.rounds, 1)}
     config = method_config(k=args.k or 8, temperature=args.temperature, top_p=args.top_p,
-                           max_tokens=args.max_tokens, seed=args.seed, **rounds)  # fmt: skip
+                           max_tokens=args.max_tokens, seed=args.seed, **rounds,
+                           route="all" if args.refine_all else "adaptive")  # fmt: skip
     family = detect_family(question) if args.task == "auto" else args.task
     rt = runtime_from_args(args, family)
     progress = Progress(config.k if args.method != "self-refine" else 1)
