@@ -13,6 +13,7 @@ embedded server that stopped), which are ModelErrors.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -139,10 +140,13 @@ def _plain_messages(messages) -> list[dict] | None:
     return out
 
 
+@functools.cache
 def sdk_async_client():
     """The async HTTP client for the openai SDK path (the OpenAI API, `transport="openai"`,
     streaming): the SDK's own default client, plus a hook that reports every 429 or 503 it
-    receives to the in-flight bound, the ones the SDK retries out of sight included."""
+    receives to the in-flight bound, the ones the SDK retries out of sight included. One for
+    the process, shared by every model as langchain-openai shares its default client: the
+    hook reads the request's slot from its context, so sharing it is safe."""
     import openai
 
     return openai.DefaultAsyncHttpxClient(event_hooks={"response": [_report_pushback]})
