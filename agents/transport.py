@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import math
+import sys
 import time
 from typing import Literal
 
@@ -144,12 +145,41 @@ def _plain_messages(messages) -> list[dict] | None:
 def sdk_async_client():
     """The async HTTP client for the openai SDK path (the OpenAI API, `transport="openai"`,
     streaming): the SDK's own default client, plus a hook that reports every 429 or 503 it
-    receives to the in-flight bound, the ones the SDK retries out of sight included. One for
-    the process, shared by every model as langchain-openai shares its default client: the
-    hook reads the request's slot from its context, so sharing it is safe."""
+    receives to the in-flight bound, the ones the SDK retries out of sight included.
+
+    One for the process, shared by every model as langchain-openai shares its default client,
+    but with one connection pool per event loop (`_LoopLocalTransport`): an httpx connection
+    belongs to the loop that opened it, and a kept-alive one reused from another loop fails
+    with "Event loop is closed". The hook reads the request's slot from its context, so sharing
+    the client is safe."""
     import openai
 
-    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [_report_pushback]})
+    # the HTTP package the SDK is built on (httpx, or its successor httpx2 in newer SDKs)
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
+    http = sys.modules[base.__module__.partition(".")[0]]
+    return openai.DefaultAsyncHttpxClient(transport=_loop_local_transport(http),
+                                          event_hooks={"response": [_report_pushback]})  # fmt: skip
+
+
+def _loop_local_transport(http):
+    """An `http.AsyncBaseTransport` that sends each request through its event loop's own pool,
+    made on the loop's first request with the SDK's own connection limits and closed when the
+    loop finishes. Hand-written: httpx
+    binds a pool to the first loop that uses it and offers nothing per loop."""
+    import openai
+
+    class LoopLocalTransport(http.AsyncBaseTransport):
+        def __init__(self):
+            self.pools = LoopLocal(lambda: http.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS),
+                                   close=lambda pool: pool.aclose())  # fmt: skip
+
+        async def handle_async_request(self, request):
+            return await (await self.pools.get()).handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.pools.close_all()
+
+    return LoopLocalTransport()
 
 
 async def _report_pushback(response) -> None:

@@ -115,3 +115,21 @@ def test_handlers_on_the_model_or_from_langchain_contexts_also_see_the_call():
 
     with MockServer(MockSettings()) as server:
         asyncio.run(main(server))
+
+
+def test_both_paths_serve_one_model_from_successive_event_loops():
+    """A model made once is used from one `asyncio.run` after another (a script, a test, a UI
+    thread's loop): each loop gets its own connections, so a kept-alive connection of a
+    finished loop is never reused (httpx fails it with "Event loop is closed")."""
+    settings = MockSettings()
+    with MockServer(settings) as server:
+        model = chat_model(parse_spec(f"vllm:mock@{server.base_url}"), max_tokens=64)
+
+        async def both() -> list[str]:
+            streamed = "".join([chunk.content async for chunk in model.astream("What is 40 + 2?")])
+            completions, _ = await llm.sample(model, [("user", "What is 40 + 2?")])
+            return [streamed, completions[0].text]
+
+        answers = [asyncio.run(both()) for _ in range(3)]
+    assert len(settings.requests) == 6 and sum(bool(body.get("stream")) for body in settings.requests) == 3
+    assert all(streamed.endswith("\\boxed{42}.") and lean.endswith("\\boxed{42}.") for streamed, lean in answers)
