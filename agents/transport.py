@@ -16,7 +16,6 @@ import asyncio
 import functools
 import json
 import math
-import sys
 import time
 from typing import Literal
 
@@ -154,10 +153,7 @@ def sdk_async_client():
     the client is safe."""
     import openai
 
-    # the HTTP package the SDK is built on (httpx, or its successor httpx2 in newer SDKs)
-    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
-    http = sys.modules[base.__module__.partition(".")[0]]
-    return openai.DefaultAsyncHttpxClient(transport=_loop_local_transport(http),
+    return openai.DefaultAsyncHttpxClient(transport=_loop_local_transport(_httpx_module()),
                                           event_hooks={"response": [_report_pushback]})  # fmt: skip
 
 
