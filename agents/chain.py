@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from magicore.tools.answers import extract_answer
 from magicore.tools.programs import extract_program
 from magicore.tools.rewards.base import chain_reward
-from magicore.tools.steps import MAX_SOLUTION_CHARS, bound_steps, split_steps
+from magicore.tools.steps import MAX_SOLUTION_CHARS, MAX_STEP_CHARS, bound_steps, split_steps
 
 
 class Chain(BaseModel):
@@ -60,7 +60,10 @@ class Chain(BaseModel):
         step, and voting with it would count a guess.
         """
         truncated = fields.get("finish_reason") == "length"
-        steps, skipped = bound_steps(split_steps(text))  # a runaway chain costs a bounded scoring
+        # a runaway chain costs a bounded scoring; a program is cut only where the outcome reward
+        # would cut it too (the execution reward runs the step that holds it)
+        limit = MAX_SOLUTION_CHARS if family == "code" else MAX_STEP_CHARS
+        steps, skipped = bound_steps(split_steps(text), max_chars=limit)
         if len(text) > MAX_SOLUTION_CHARS:
             whole = f"the outcome score read {MAX_SOLUTION_CHARS:,} of its {len(text):,} characters"
             skipped = f"{skipped}; {whole}" if skipped else whole

@@ -13,6 +13,7 @@ import gzip
 import importlib.util
 import json
 import os
+import secrets
 from pathlib import Path
 
 from magicore.evals.datasets import Problem
@@ -60,19 +61,30 @@ def load_humaneval(path: str | os.PathLike | None = None) -> list[Problem]:
     ]
 
 
-def with_hidden_tests(problem: Problem, program: str) -> str:
-    """The program with the problem's hidden tests appended, as HumanEval's harness builds it."""
+def with_hidden_tests(problem: Problem, program: str, passed_code: int) -> str:
+    """The program with the problem's hidden tests after it, as HumanEval's harness runs them:
+    in a namespace of their own whose `__name__` is not "__main__" (a program's
+    `if __name__ == "__main__":` block does not run), ending with exit code `passed_code` only
+    once `check` has returned, so a program that exits early (`sys.exit(0)`, `os._exit(0)`)
+    does not pass."""
     entry = problem.meta["entry_point"]
     source = assemble(problem.question, program, entry)
-    return f"{source}\n\n{problem.meta['test']}\n\ncheck({entry})\n"
+    return (f"import os, sys\n_ns = {{'__name__': 'solution'}}\n"
+            f"exec(compile({source!r}, 'solution.py', 'exec'), _ns)\n"
+            f"exec(compile({problem.meta['test']!r}, 'tests.py', 'exec'), _ns)\n"
+            f"_ns['check'](_ns[{entry!r}])\n"
+            f"sys.stdout.flush()\nos._exit({passed_code})\n")  # fmt: skip
 
 
 async def passes_hidden_tests(problem: Problem, program: str | None, *, timeout: float = TEST_TIMEOUT_S) -> tuple[bool, str]:
     """Whether `program` passes the problem's hidden tests, run in the sandbox; and why not."""
     if not program:
         return False, "no program"
-    result = await arun_python(with_hidden_tests(problem, program), timeout=timeout)
-    if result.ok:
+    passed_code = 3 + secrets.randbelow(120)  # a program cannot guess it to fake a pass
+    result = await arun_python(with_hidden_tests(problem, program, passed_code), timeout=timeout)
+    if result.exit_code == passed_code and not result.timed_out and not result.output_limit_hit:
         return True, "passed"
+    if result.ok:
+        return False, "exited with code 0 before the hidden tests had run"
     tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:]
     return False, result.summary() + (f": {tail[0][:200]}" if tail else "")

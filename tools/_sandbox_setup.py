@@ -91,6 +91,9 @@ def _build_root(cfg, trees):
         os.makedirs(root + path, exist_ok=True)
         _check(libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, os.fsencode(root + path),
                             MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+    for path in cfg.get("hidden", ()):  # answer keys (sandbox.ANSWER_PACKAGES): shown empty
+        if os.path.isdir(root + path):
+            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=0555,size=4k")
     for link, target in cfg["symlinks"]:
         os.symlink(target, root + link)
     os.mkdir(root + "/etc", 0o755)

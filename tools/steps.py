@@ -18,6 +18,7 @@ MAX_SOLUTION_CHARS = 16_000
 
 _STEP_LABEL = re.compile(r"(?im)^[ \t>*#_]*step[ \t]*(\d+)[ \t]*[:.)\-]?[*_]*[ \t]*[:.)\-]?[ \t]*")
 _NUMBERED = re.compile(r"(?m)^[ \t]*(\d+)[.)][ \t]+")
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a fenced code block (an unclosed one runs to the end)
 
 
 def split_steps(text: str) -> list[str]:
@@ -30,8 +31,10 @@ def split_steps(text: str) -> list[str]:
     text = (text or "").strip()
     if not text:
         return []
+    fences = [(m.start(), m.end()) for m in _FENCED.finditer(text)]
     for pattern in (_STEP_LABEL, _NUMBERED):
-        marks = list(pattern.finditer(text))
+        # a "# Step 2:" comment or a "1." line inside a code block is code, not a new step
+        marks = [m for m in pattern.finditer(text) if not any(a < m.start() < b for a, b in fences)]
         if len(marks) >= 2 or (marks and pattern is _STEP_LABEL):
             steps = []
             for i, m in enumerate(marks):
@@ -41,10 +44,27 @@ def split_steps(text: str) -> list[str]:
                     steps.append(step)
             if steps:
                 return steps
-    blocks = [b.strip() for b in re.split(r"\n\s*\n", text) if b.strip()]
+    blocks = _whole_fences(text, r"\n\s*\n")
     if len(blocks) >= 2:
         return blocks
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return _whole_fences(text, r"\r?\n")
+
+
+def _whole_fences(text: str, separator: str) -> list[str]:
+    """The non-empty parts of `text` between separators, every code block kept whole and as
+    written (a part that opens a fence runs on to the part that closes it)."""
+    out: list[str] = []
+    pieces = re.split(f"({separator})", text)
+    part = ""
+    for i in range(0, len(pieces), 2):
+        part += pieces[i]
+        if part.count("```") % 2 == 1 and i + 1 < len(pieces):  # inside a code block: go on
+            part += pieces[i + 1]
+            continue
+        if part.strip():
+            out.append(part.strip())
+        part = ""
+    return out
 
 
 def score_out_of_10(score: float) -> int:
