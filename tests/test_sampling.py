@@ -20,6 +20,23 @@ def _forget_detected_capabilities():
     llm._n_honoured.clear()
 
 
+async def test_what_one_model_learnt_of_n_is_not_applied_to_another():
+    """The verdict belongs to the model object: another one with the same class, URL and name
+    (a new server on a reused port, another scripted model) finds out for itself."""
+    ignores = ScriptedFakeChatModel(responses=["Step 1: 3+4=7\n\\boxed{7}"], honours_n=False)
+    honours = ScriptedFakeChatModel(responses=["Step 1: 3+4=7\n\\boxed{7}"], honours_n=True)
+    assert llm.model_key(ignores) == llm.model_key(honours)
+    await llm.sample(ignores, [HumanMessage("q")], n=3)
+    await llm.sample(honours, [HumanMessage("q")], n=3)
+    assert (llm.n_support(ignores), llm.n_support(honours)) == (False, True)
+    assert [r.get("n") for r in honours.requests] == [3]
+    del ignores
+    import gc
+
+    gc.collect()
+    assert len(llm._n_honoured._facts) == 1  # forgotten with its model
+
+
 async def test_n_honoured_uses_one_request():
     model = ScriptedFakeChatModel(responses=["Step 1: 3+4=7\n\\boxed{7}"], honours_n=True, model="honours")
     completions, usage = await llm.sample(model, [HumanMessage("q")], n=5, temperature=0.8)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,8 +37,33 @@ from magicore.tools.usage import Usage, UsageCallback, active_handlers, charge_u
 
 Messages = Sequence[BaseMessage | tuple[str, str]]
 
-#: Per (server, model): whether `n` is honoured. Absent means not yet known.
-_n_honoured: dict[tuple, bool] = {}
+
+class _PerModel:
+    """Facts learnt about a model object, forgotten with it. Keyed by the object, not by its URL:
+    two model objects at one URL may talk to two servers (a port reused by a new server)."""
+
+    def __init__(self) -> None:
+        self._facts: dict[int, tuple[weakref.ref, Any]] = {}
+
+    def get(self, model: BaseChatModel, default: Any = None) -> Any:
+        entry = self._facts.get(id(model))
+        return entry[1] if entry is not None and entry[0]() is model else default
+
+    def __contains__(self, model: BaseChatModel) -> bool:
+        entry = self._facts.get(id(model))
+        return entry is not None and entry[0]() is model
+
+    def __setitem__(self, model: BaseChatModel, value: Any) -> None:
+        if model not in self:
+            weakref.finalize(model, self._facts.pop, id(model), None)
+        self._facts[id(model)] = (weakref.ref(model), value)
+
+    def clear(self) -> None:
+        self._facts.clear()
+
+
+#: Per model object: whether its server honours `n`. Absent means not yet known.
+_n_honoured = _PerModel()
 #: Per event loop: {(server, model): the limiter of requests in flight (tools/inflight.py)}.
 _limits: LoopLocal[dict[tuple, inflight.Limiter]] = LoopLocal(dict)
 
@@ -350,16 +376,15 @@ async def sample(
         raise ValueError("n must be at least 1")
     params = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop,
                   logprobs=logprobs, top_logprobs=top_logprobs, extra=extra)  # fmt: skip
-    key = model_key(model)
     supports_n = "n" in getattr(type(model), "model_fields", {})
     completions: list[Completion] = []
     usage = Usage()
 
-    if n > 1 and supports_n and _n_honoured.get(key, True):
+    if n > 1 and supports_n and _n_honoured.get(model, True):
         got, used = await _request(model, messages, n, dict(params, seed=seed))
         usage += used
-        if key not in _n_honoured:
-            _n_honoured[key] = len(got) >= n
+        if model not in _n_honoured:
+            _n_honoured[model] = len(got) >= n
         completions.extend(got[:n])
         for c in got[:n]:
             on_completion and on_completion(c)
@@ -389,4 +414,4 @@ async def sample(
 
 def n_support(model: BaseChatModel) -> bool | None:
     """Whether the model's server honours `n` (None until the first n>1 request)."""
-    return _n_honoured.get(model_key(model))
+    return _n_honoured.get(model)
