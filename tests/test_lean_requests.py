@@ -133,3 +133,19 @@ def test_both_paths_serve_one_model_from_successive_event_loops():
         answers = [asyncio.run(both()) for _ in range(3)]
     assert len(settings.requests) == 6 and sum(bool(body.get("stream")) for body in settings.requests) == 3
     assert all(streamed.endswith("\\boxed{42}.") and lean.endswith("\\boxed{42}.") for streamed, lean in answers)
+
+
+def test_a_users_own_chatopenai_serves_one_solve_after_another():
+    """`magicore.solve` from plain synchronous code, three times with one ChatOpenAI that the
+    user made (langchain-openai keeps its default HTTP client for the process): every call runs
+    on magicore's one background loop, so no call meets a connection of a finished loop."""
+    import magicore
+    from langchain_openai import ChatOpenAI
+
+    from magicore.graphs.config import MethodConfig
+
+    with MockServer(MockSettings()) as server:
+        model = ChatOpenAI(model="mock-model", base_url=server.base_url, api_key="not-needed", max_retries=0)
+        answers = [magicore.solve("What is 40 + 2?", model=model, method="sc", config=MethodConfig(k=2)).answer
+                   for _ in range(3)]  # fmt: skip
+    assert answers == ["42", "42", "42"]

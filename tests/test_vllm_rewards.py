@@ -25,6 +25,7 @@ import pytest
 from magicore.tools.errors import InputError, ModelError
 from magicore.tools.rewards.base import RewardModel
 from magicore.tools.rewards.vllm import VLLMRewardModel, split_solution_steps
+from magicore.tools.run_sync import run_sync
 
 FIXTURES = {
     p.stem: json.loads(p.read_text())
@@ -229,18 +230,19 @@ def clients(monkeypatch):
     return opened
 
 
-def test_sync_wrappers_leave_no_client_open(replay, clients):
+def test_sync_wrappers_share_one_client_on_the_background_loop(replay, clients):
+    """The synchronous wrappers run on magicore's one background loop (tools/run_sync.py): every
+    call reuses its client, which stays open until `aclose` (or the process's exit)."""
     rm = VLLMRewardModel(replay, prm_model="tiny-prm", orm_model="tiny-orm")
     steps = CHAIN_A["inputs"]["steps"]
     fx = FIXTURES["orm_token_reward"]
     for _ in range(3):
         rm.score_steps(QUESTION, steps)
         rm.score_outcome(fx["inputs"]["question"], fx["inputs"]["solution"])
-    assert len(clients) == 6  # one per asyncio.run
-    assert all(ref() is None or ref().is_closed for ref in clients)
-    assert len(rm._clients) == 0
-    gc.collect()
-    assert [ref() for ref in clients] == [None] * 6
+    assert len(clients) == 1 and not clients[0]().is_closed and len(rm._clients) == 1
+    client = clients[0]()
+    run_sync(rm.aclose())
+    assert client.is_closed and len(rm._clients) == 0
 
 
 async def test_one_client_per_loop_shared_by_concurrent_requests(replay, clients):
@@ -265,7 +267,7 @@ def test_a_client_left_by_a_loop_closed_without_finalizing_is_closed_by_the_next
     stale = clients[0]()
     assert not stale.is_closed
     assert rm.score_steps(QUESTION, steps) == first
-    assert stale.is_closed and len(clients) == 2 and clients[1]() is None
+    assert stale.is_closed and len(clients) == 2 and not clients[1]().is_closed  # the background loop's
 
 
 async def test_api_key_is_sent_as_bearer_token(replay, seen, monkeypatch):
