@@ -29,7 +29,8 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
-from magicore.agents.transport import OpenAICompatibleChat, sdk_async_client
+from magicore.agents.sdk_client import sdk_async_client
+from magicore.agents.transport import OpenAICompatibleChat
 from magicore.tools.errors import InputError, ModelError
 
 DEFAULT_SPEC = "embedded"

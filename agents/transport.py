@@ -13,7 +13,6 @@ embedded server that stopped), which are ModelErrors.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import math
 import time
@@ -140,48 +139,6 @@ def _plain_messages(messages) -> list[dict] | None:
     return out
 
 
-@functools.cache
-def sdk_async_client():
-    """The async HTTP client for the openai SDK path (the OpenAI API, `transport="openai"`,
-    streaming): the SDK's own default client, plus a hook that reports every 429 or 503 it
-    receives to the in-flight bound, the ones the SDK retries out of sight included.
-
-    One for the process, shared by every model as langchain-openai shares its default client,
-    but with one connection pool per event loop (`_LoopLocalTransport`): an httpx connection
-    belongs to the loop that opened it, and a kept-alive one reused from another loop fails
-    with "Event loop is closed". The hook reads the request's slot from its context, so sharing
-    the client is safe."""
-    import openai
-
-    return openai.DefaultAsyncHttpxClient(transport=_loop_local_transport(_httpx_module()),
-                                          event_hooks={"response": [_report_pushback]})  # fmt: skip
-
-
-def _loop_local_transport(http):
-    """An `http.AsyncBaseTransport` that sends each request through its event loop's own pool,
-    made on the loop's first request with the SDK's own connection limits and closed when the
-    loop finishes. Hand-written: httpx
-    binds a pool to the first loop that uses it and offers nothing per loop."""
-    import openai
-
-    class LoopLocalTransport(http.AsyncBaseTransport):
-        def __init__(self):
-            self.pools = LoopLocal(lambda: http.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS),
-                                   close=lambda pool: pool.aclose())  # fmt: skip
-
-        async def handle_async_request(self, request):
-            return await (await self.pools.get()).handle_async_request(request)
-
-        async def aclose(self) -> None:
-            await self.pools.close_all()
-
-    return LoopLocalTransport()
-
-
-async def _report_pushback(response) -> None:
-    inflight.push_back(response.status_code)  # does nothing outside a request's slot
-
-
 # The lean transport: one aiohttp session per event loop, openai's retry rules and error types.
 
 RETRY_STATUS = frozenset({408, 409, 429})
@@ -203,7 +160,7 @@ async def _shared_session():
     return await _sessions.get()
 
 
-def _httpx_module():
+def httpx_module():
     """The httpx the installed openai SDK builds its exceptions on (httpx, or its httpx2 fork)."""
     import openai._exceptions as ex
 
@@ -241,18 +198,18 @@ async def post_once(session, url: str, body: bytes, headers: dict, timeout) -> t
 def timeout_error(url: str) -> Exception:
     import openai
 
-    return openai.APITimeoutError(request=_httpx_module().Request("POST", url))
+    return openai.APITimeoutError(request=httpx_module().Request("POST", url))
 
 
 def connection_error(url: str, error: BaseException) -> Exception:
     import openai
 
     return openai.APIConnectionError(message=f"Connection error: {error}",
-                                     request=_httpx_module().Request("POST", url))  # fmt: skip
+                                     request=httpx_module().Request("POST", url))  # fmt: skip
 
 
 def status_error(model: ChatOpenAI, url: str, status: int, raw: bytes, headers: dict) -> Exception:
-    httpx = _httpx_module()
+    httpx = httpx_module()
     reply = httpx.Response(status, content=raw, headers=headers, request=httpx.Request("POST", url))
     return model.root_async_client._make_status_error_from_response(reply)
 
@@ -305,7 +262,7 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
             if status < 400:
                 return json.loads(raw)
             inflight.push_back(status)  # a 429 or 503 lowers the bound before the retry
-            httpx = _httpx_module()
+            httpx = httpx_module()
             reply = httpx.Response(status, content=raw, headers=response_headers, request=httpx.Request("POST", url))
             failure = model.root_async_client._make_status_error_from_response(reply)
             if last or not (status in RETRY_STATUS or status >= 500):
@@ -363,7 +320,7 @@ def _connection_error(model: ChatOpenAI, error: Exception, tries: int, started: 
                           f"({tries} {'try' if tries == 1 else 'tries'}, {time.monotonic() - started:.1f} s)",
                           transient=True)  # fmt: skip
     return openai.APIConnectionError(message=f"Connection error: {error}",
-                                     request=_httpx_module().Request("POST", f"{where}/chat/completions"))
+                                     request=httpx_module().Request("POST", f"{where}/chat/completions"))
 
 
 def _embedded_stopped(model: ChatOpenAI) -> str | None:

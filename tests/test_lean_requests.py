@@ -149,3 +149,31 @@ def test_a_users_own_chatopenai_serves_one_solve_after_another():
         answers = [magicore.solve("What is 40 + 2?", model=model, method="sc", config=MethodConfig(k=2)).answer
                    for _ in range(3)]  # fmt: skip
     assert answers == ["42", "42", "42"]
+
+
+def test_the_sdk_path_goes_through_the_proxy_the_environment_names(monkeypatch):
+    """A streamed call (the openai SDK's path) to a server nobody listens on, with HTTP_PROXY
+    naming a second server: the proxy gets the request (as an absolute URL) and answers; with
+    the host in NO_PROXY the call goes direct and cannot connect."""
+    import socket
+
+    import openai
+
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    proxied = MockSettings()
+    with MockServer(proxied) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removesuffix("/v1"))
+        model = chat_model(parse_spec(f"vllm:mock@{dead}"), max_tokens=64, max_retries=0, timeout=5)
+
+        async def streamed() -> str:
+            return "".join([chunk.content async for chunk in model.astream("What is 40 + 2?")])
+
+        assert asyncio.run(streamed()).endswith("\\boxed{42}.") and len(proxied.requests) == 1
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        with pytest.raises(openai.APIConnectionError):
+            asyncio.run(streamed())
+    assert len(proxied.requests) == 1
