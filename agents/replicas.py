@@ -1,7 +1,8 @@
 """One model served by several replicas: each request goes to the least-busy replica that is up,
 at most the per-server bound in flight on each. A replica that fails (connection refused or
 dropped, timeout, HTTP 5xx) is marked down and the request goes to another one at once; a
-down replica is probed (GET /models) before it serves again, after 1 s, then 2, 4... up to 30 s.
+down replica is probed (GET /models) before it serves again, after 1 s, then 2, 4... up to 30 s;
+a request that finds every replica down before it has tried any probes them at once.
 
 Health is known process-wide (a dead server is dead for every event loop); the in-flight counts
 are per event loop, like the per-server bounds of tools/llm.py. Hand-written: the routing sits
@@ -186,10 +187,16 @@ async def post_to_replicas(model, payload: dict) -> dict:
     state = await pool.loop_state()
     body, headers, timeout, attempts = transport.request_parts(model, payload)
     session = await transport._shared_session()
-    rounds, avoid = 0, set()
+    rounds, avoid, tried = 0, set(), False
     last: BaseException | None = None
     while True:
         replica = await pool.acquire(avoid)
+        if replica is None and not tried:
+            # marked down before this request tried any (by an earlier run, maybe before the
+            # servers started): look at them now rather than fail without a request
+            tried = True
+            await pool.probe_down()
+            continue
         if replica is None:  # every replica that is up failed this request, or none is up
             rounds += 1
             if rounds >= attempts:
@@ -199,6 +206,7 @@ async def post_to_replicas(model, payload: dict) -> dict:
             await pool.probe_down()
             avoid = set()
             continue
+        tried = True
         url = f"{replica.url}/chat/completions"
         status = 0
         try:

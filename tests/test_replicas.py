@@ -180,3 +180,18 @@ async def test_with_every_replica_down_the_error_says_so(replicas):
     with pytest.raises(ModelError, match="cannot reach the model server"):
         await sample(model, QUESTION)
     assert not any(pool_for(model).status().values())
+
+
+def test_replicas_marked_down_by_an_earlier_run_are_looked_at_before_giving_up():
+    """A run finds no replica up (the servers have not started yet) and marks both down; once
+    they answer, the next run, a fresh model on a fresh loop without retries, probes them and is
+    served instead of failing without a request (health is kept for the process)."""
+    ports = [free_port(), free_port()]
+    spec = "vllm:mock-model@" + ",".join(f"http://127.0.0.1:{p}/v1" for p in ports)
+    with pytest.raises(ModelError, match="cannot reach the model server"):
+        asyncio.run(sample(chat_model(parse_spec(spec), max_retries=0), QUESTION))
+    assert not any(pool_for(chat_model(parse_spec(spec), max_retries=0)).status().values())
+    first, second = MockSettings(), MockSettings()
+    with MockServer(first, port=ports[0]), MockServer(second, port=ports[1]):
+        completions, _ = asyncio.run(sample(chat_model(parse_spec(spec), max_retries=0), QUESTION))
+    assert completions[0].text.endswith("\\boxed{42}.") and len(first.requests) + len(second.requests) == 1
