@@ -51,13 +51,19 @@ class StudioSettings(BaseModel):
     seed: int | None = Field(None, description="sampling seed")
 
 
-@lru_cache(maxsize=16)
 def model_for(spec: str | None) -> BaseChatModel:
-    """The chat model of a spec (None: $MAGICORE_MODEL, else "embedded"), made once per spec for
-    the server's lifetime, so the embedded model starts once."""
-    from magicore.agents.backends import chat_model, resolve_spec
+    """The chat model of a spec (None: $MAGICORE_MODEL as it is now, else "embedded"), made once
+    per resolved spec for the server's lifetime, so the embedded model starts once."""
+    from magicore.agents.backends import resolve_spec
 
-    return chat_model(resolve_spec(cli=spec))
+    return _model_of(resolve_spec(cli=spec))
+
+
+@lru_cache(maxsize=16)
+def _model_of(spec) -> BaseChatModel:
+    from magicore.agents.backends import chat_model
+
+    return chat_model(spec)
 
 
 class ShapeOnlyModel(BaseChatModel):

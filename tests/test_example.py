@@ -205,3 +205,8 @@ async def test_studio_factories_read_the_run_settings(monkeypatch):
     model = studio.model_for(spec)
     assert model.metadata["magicore_spec"] == f"openai-compatible:{spec}"
     assert studio.model_for(spec) is model  # one model per spec for the server's lifetime
+    # no spec: $MAGICORE_MODEL as it is at the time of the run, not as it was at the first run
+    monkeypatch.setenv("MAGICORE_MODEL", spec)
+    assert studio.model_for(None) is model
+    monkeypatch.setenv("MAGICORE_MODEL", "other@http://127.0.0.1:9/v1")
+    assert studio.model_for(None).metadata["magicore_spec"] == "openai-compatible:other@http://127.0.0.1:9/v1"
