@@ -132,7 +132,7 @@ def test_code_questions_are_detected_and_get_the_execution_reward():
     assert detect_family(QUESTION) == "code"
     assert detect_family("What is 2 + 3?") == "word"
     assert default_reward_spec("llama.cpp", "code") == "execution"
-    assert default_reward_spec("vllm", "code") == "prm=judge*execution,orm=judge"
+    assert default_reward_spec("vllm", "code") == "prm=judge*execution,orm=judge*execution"
     assert default_reward_spec("vllm") == "prm=judge*verifier,orm=judge"
     assert build_reward("execution").name == "prm=execution;orm=execution"
 

@@ -115,7 +115,7 @@ def test_bench_humaneval_end_to_end_and_hidden_tests_never_reach_an_agent(tmp_pa
     assert wrong["tests"].startswith("exited with code 1")  # the hidden tests' assertion failed
     # A capable model's default reward: its judge and the programs' runs on the docstring examples.
     run = json.loads((out / "run.json").read_text())
-    assert run["reward"] == "prm=judge*execution,orm=judge"
+    assert run["reward"] == "prm=judge*execution,orm=judge*execution"
     reviews = [m for req in settings.requests for m in req["messages"]
                if role_of(str(req["messages"][0]["content"])) == "reviewer" and m["role"] == "user"]
     assert any("ran the program on the" in str(m["content"]) and "expected" in str(m["content"]) for m in reviews)

@@ -63,4 +63,4 @@ def test_code_question_shows_test_results_program_diffs_and_the_program():
     assert codes[-1] == RIGHT  # the answer, shown as a program
     assert not assistant.metric
     shown = "\n".join([m.value for m in assistant.markdown] + [c.value for c in assistant.caption])
-    assert "reward `prm=judge*execution,orm=judge`" in shown  # a capable model's default, for code
+    assert "reward `prm=judge*execution,orm=judge*execution`" in shown  # a capable model's default, for code

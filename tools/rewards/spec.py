@@ -47,8 +47,20 @@ def default_reward_spec(provider: str | None, family: str | None = None) -> str:
 
 def for_family(spec: str, family: str | None) -> str:
     """A default spec adapted to a task family: for code, running the program on the question's
-    examples (`execution`) takes the place of re-computing arithmetic (`verifier`)."""
-    return re.sub(r"\bverifier\b", "execution", spec) if family == "code" else spec
+    examples (`execution`) takes the place of re-computing arithmetic (`verifier`), and an
+    outcome part without it gets it too (the share of examples passed is the strongest outcome
+    signal code has; the judge's prompt is written for math)."""
+    if family != "code":
+        return spec
+    spec = re.sub(r"\bverifier\b", "execution", spec)
+
+    def with_execution(m: re.Match) -> str:
+        part = m.group(1)
+        if "execution" in part or any(op in part for op in _OPS if op != "*"):  # one operator per part
+            return m.group(0)
+        return f"orm={part}*execution"
+
+    return re.sub(r"\borm=([^,]*)", with_execution, spec)
 
 
 def default_reward_for(model: BaseChatModel, family: str | None = None) -> str:
