@@ -40,8 +40,12 @@ def review_written(review: Review) -> dict:
     return {"type": "review", **review.model_dump()}
 
 
-def refinement_written(refined: Chain, previous: Chain, index: int) -> dict:
-    return {"type": "refinement", "index": index, "previous": previous.text, **_chain_view(refined)}
+def refinement_written(refined: Chain, previous: Chain, index: int, tests: list[str] | None = None) -> dict:
+    """`tests`: for a program, its results on the question's visible examples."""
+    event = {"type": "refinement", "index": index, "previous": previous.text, **_chain_view(refined)}
+    if tests is not None:
+        event["tests"] = tests
+    return event
 
 
 def draft_written(text: str, answer: str | None, round_: int) -> dict:

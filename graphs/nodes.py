@@ -24,10 +24,12 @@ from magicore.graphs.aggregation import Vote, majority_vote, weighted_vote
 from magicore.graphs.calibration import self_calibration
 from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
+from magicore.graphs.evidence import code_evidence
 from magicore.graphs.grouping import answer_groups
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
 from magicore.tools import telemetry
+from magicore.tools.code_runner import PROGRAM_RUNS
 from magicore.tools.usage import track_usage
 from magicore.tools.steps import bound_solution
 from magicore.tools.rewards.base import RewardModel
@@ -205,7 +207,9 @@ def make_refine(refiner: Refiner):
     async def refine(branch: BranchState, writer: StreamWriter) -> dict:
         refined, used = await refiner.arefine(branch["question"], branch["chain"], branch["review"],
                                               round=branch["round"] + 1, family=branch["family"])  # fmt: skip
-        writer(events.refinement_written(refined, branch["chain"], branch["index"]))
+        # a program's run on the visible examples (remembered: the next scoring reuses it)
+        tests = await code_evidence(PROGRAM_RUNS, branch["question"], refined) if branch["family"] == "code" else None
+        writer(events.refinement_written(refined, branch["chain"], branch["index"], tests=tests))
         return {"pending": [refined], "refinements": [refined], "usage": usage_update("refiner", used)}
 
     return graph_node(refine)

@@ -57,6 +57,8 @@ def test_code_question_shows_test_results_program_diffs_and_the_program():
     assert any(c.value == "Test results on the question's examples" for c in panel.caption)
     codes = [c.value for c in assistant.code]
     assert any("Example 2: add(-1, 1) returned 100; expected 0" in c for c in codes)
+    assert any(c.value == "The revised program's results on the question's examples" for c in panel.caption)
+    assert any(c.startswith("ran the program on the 2 examples of the question: 2 passed") for c in codes)
     diffs = [c for c in codes if c.startswith("--- previous draft")]
     assert diffs and all("+    return a + b" in d for d in diffs)
     assert any("-    return 100" in d for d in diffs)

@@ -133,6 +133,9 @@ def _render_chain(chain: dict, self_refine: bool) -> None:
         if answer is not None and "\n" in answer and before is not None:  # a program: diff the code
             st.markdown(f"**{'Revision' if self_refine else 'Refiner'}** → the program, as changed")
             st.code(revision_diff(before, answer), language="diff")
+            if chain.get("tests"):
+                st.caption("The revised program's results on the question's examples")
+                st.code("\n".join(chain["tests"]), language=None)
         else:
             st.markdown(f"**{'Revision' if self_refine else 'Refiner'}** → answer `{answer if answer is not None else '(none)'}`")
             st.code(revision_diff(chain.get("previous", ""), chain["text"]), language="diff")

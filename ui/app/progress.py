@@ -101,7 +101,8 @@ class Progress:
 
     def _on_refinement(self, e: dict) -> set[str]:
         chain, key = self._chain(int(e.get("round") or 1), int(e.get("index") or 0))
-        chain.update(previous=e.get("previous", ""), text=e.get("text", ""), answer=e.get("answer"))
+        chain.update(previous=e.get("previous", ""), text=e.get("text", ""), answer=e.get("answer"),
+                     tests=e.get("tests") or [])  # fmt: skip
         return {key}
 
     def _on_draft(self, e: dict) -> set[str]:  # Self-Refine
