@@ -197,6 +197,15 @@ def test_execution_reward_on_a_hanging_program_is_bounded():
     assert "timed out after 2 s" in program_run.evidence()[1]
 
 
+def test_a_value_whose_own_methods_hang_times_out_its_call():
+    """repr and == of the returned value are the program's code too: they run within the call's
+    time limit, and the calls after it still run."""
+    looping = ("class Forever(int):\n    def __repr__(self):\n        while True:\n            pass\n"
+               "def add(a, b):\n    return Forever(a + b) if a > 0 else a + b")  # fmt: skip
+    program_run = run(ProgramRuns().get(QUESTION, looping))
+    assert [c.status for c in program_run.visible] == ["timeout", "passed"]
+
+
 def test_a_program_that_exits_or_floods_output_only_ends_its_own_run():
     runs = ProgramRuns()
     exits = "import os\ndef add(a, b):\n    os._exit(3)"
