@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests in flight per server, fixed (default: the server kind's adaptive bound)")
     parser.add_argument("--server-kind", default="vllm", choices=sorted(INFLIGHT),
                         help="the kind of server the mock stands for, which sets the client's in-flight bound "
-                             "(default vllm: 256, growing to 1024)")  # fmt: skip
+                             "(default vllm: 256)")  # fmt: skip
     parser.add_argument("--profile", metavar="METHOD",
                         help="profile that method's run of the first table with cProfile and print the top")
 
