@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy, StreamWriter
+from langgraph.types import Overwrite, RetryPolicy, StreamWriter
 
 from magicore.agents.self_refiner import SelfRefiner
 from magicore.agents.solver import Solver
@@ -55,10 +55,10 @@ def best_of_k(solver: Solver, reward: RewardModel, config: MethodConfig, retry: 
 def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
     async def draft(state: State, writer: StreamWriter) -> dict:
         update = await make_solve(solver, config, k=1).afunc(state, writer)
-        chain = update["pending"][0]
+        chain = update["pending"].value[0]  # an Overwrite: the run starts afresh
         writer(events.draft_written(chain.text, chain.answer, 0))
-        return {**update, "pending": [], "drafts": [Draft(text=chain.text, answer=chain.answer)],
-                "answer": chain.answer, "votes": {chain.answer: 1.0} if chain.answer else {}}  # fmt: skip
+        return {**update, "pending": Overwrite([]), "drafts": [Draft(text=chain.text, answer=chain.answer)],
+                "answer": chain.answer, "votes": {chain.answer: 1.0} if chain.answer else {}, "done": False}  # fmt: skip
 
     async def feedback(state: SelfRefineState, writer: StreamWriter) -> dict:
         drafts = list(state["drafts"])
@@ -77,7 +77,7 @@ def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry:
     async def revise(state: State, writer: StreamWriter) -> dict:
         round_ = state.get("round", 0) + 1
         chain, used = await agent.arevise(state["question"], [d.model_dump() for d in state["drafts"]],
-                                          family=state.get("family") or "word", round=round_)  # fmt: skip
+                                          family=state.get("task_family") or "word", round=round_)  # fmt: skip
         writer(events.draft_written(chain.text, chain.answer, round_))
         drafts = [*state["drafts"], Draft(text=chain.text, answer=chain.answer)]
         return {"drafts": drafts, "round": round_, "answer": chain.answer,

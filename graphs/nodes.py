@@ -50,10 +50,20 @@ def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
             writer(events.chain_sampled(chain, index=arrived - 1, k=k))
 
         result = await solver.asolve(state["question"], k=k, family=family, on_chain=on_chain)
-        return {"family": family, "pending": result.chains, "round": 0,
-                "usage": usage_update("solver", result.usage)}  # fmt: skip
+        return {**fresh_run(), "task_family": family, "pending": Overwrite(result.chains),
+                "usage": Overwrite(usage_update("solver", result.usage))}  # fmt: skip
 
     return graph_node(solve)
+
+
+def fresh_run() -> dict:
+    """The update that starts a run: every working and output key back to its empty value (with
+    `Overwrite` where a reducer would add to the previous run's). Without it a graph with a
+    checkpointer, asked a new question on a thread that answered one, would add the old chains,
+    reviews, route and usage to the new run's."""
+    return {"pending": Overwrite([]), "pool": [], "latest": [], "round": 0, "reviews": Overwrite([]),
+            "refinements": Overwrite([]), "route": Overwrite([]), "drafts": [], "usage": Overwrite({}),
+            "answer": None, "votes": {}, "rounds": 0}  # fmt: skip
 
 
 async def score_chain(reward: RewardModel, question: str, chain: Chain, *, index: int | None = None) -> Chain:
@@ -131,7 +141,7 @@ def make_aggregate(how: Aggregation):
         chains = state.get("pool")
         if not chains:  # Self-Consistency votes over the samples as drawn: they are its pool
             chains = update["pool"] = list(state.get("pending") or [])
-        groups = None if how == "best" else await answer_groups(state["question"], state.get("family"), chains)
+        groups = None if how == "best" else await answer_groups(state["question"], state.get("task_family"), chains)
         result = vote(chains, how, groups)
         return {**update, "answer": result.answer, "votes": result.weights}
 
@@ -149,7 +159,7 @@ def make_route(config: MethodConfig, evidence=None):
     async def route(state: State, writer: StreamWriter) -> dict:
         pool = state["pool"]
         cal = state.get("calibration") or config.calibration or self_calibration(pool)
-        groups = await answer_groups(state["question"], state.get("family"), pool)
+        groups = await answer_groups(state["question"], state.get("task_family"), pool)
         d = classify_difficulty(pool, cal.mu, cal.sigma, z_threshold=config.z_threshold,
                                 confidence_threshold=config.confidence_threshold, groups=groups)
         round_ = state.get("round", 0)
@@ -161,7 +171,7 @@ def make_route(config: MethodConfig, evidence=None):
         if will_refine and evidence is not None and hasattr(evidence, "prepare"):
             chains = to_refine(state, decision.round)
             with telemetry.tool_span("evidence", **{"magicore.round": decision.round, "magicore.chains": len(chains)}):
-                await evidence.prepare(state["question"], chains, family=state.get("family"))  # one batched check before the fan-out
+                await evidence.prepare(state["question"], chains, family=state.get("task_family"))  # one batched check before the fan-out
         telemetry.add_event("magicore.route", {
             "magicore.round": decision.round, "magicore.route.hard": decision.hard, "magicore.route.forced": forced,
             "magicore.route.cond1": d.cond1,
@@ -179,7 +189,7 @@ def make_route(config: MethodConfig, evidence=None):
             return "finish"
         chains = to_refine(state, decision.round)
         return [
-            Send("review", BranchState(question=state["question"], family=state.get("family") or "word",
+            Send("review", BranchState(question=state["question"], family=state.get("task_family") or "word",
                                        round=decision.round, index=i, chain=chain, review=None))  # fmt: skip
             for i, chain in enumerate(chains)
         ]

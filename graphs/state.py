@@ -71,7 +71,9 @@ class State(TypedDict, total=False):
     question: str
     family: str | None  # "word", "math", "mcq"; guessed when absent
     calibration: Calibration | None
-    # working state
+    # working state (the first node of a run resets all of it and the output: a checkpointed
+    # thread asked a new question starts from nothing but the new input)
+    task_family: str  # the family in use: the input's, else guessed from the question
     pending: Annotated[list[Chain], operator.add]
     pool: list[Chain]
     latest: list[Chain]  # the chains the last score node scored (the newest refinements)
@@ -98,7 +100,7 @@ class GraphInput(TypedDict, total=False):
 class GraphOutput(TypedDict, total=False):
     """What a method graph returns (`ainvoke`, `stream_mode="values"`) and writes back into a
     parent graph that adds it as a node: these keys and no working state (`pending`, `latest`,
-    `round`, `family`, `calibration`, Self-Refine's `done`). A parent's key of the same name is
+    `round`, `task_family`, `family`, `calibration`, Self-Refine's `done`). A parent's key of the same name is
     overwritten by the subgraph's value; a parent that uses one of these names for something
     else calls the graph from a node of its own and maps the keys (docs/methods.md)."""
 
