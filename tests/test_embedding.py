@@ -208,6 +208,38 @@ async def test_invoke_and_solve_work_where_an_event_loop_already_runs():
     await asyncio.sleep(0)  # the loop is still usable
 
 
+async def test_an_interrupt_in_a_notebook_cell_stops_solve_at_once():
+    """A notebook: a loop runs in this thread and the kernel turns Ctrl-C into KeyboardInterrupt.
+    `solve()` gives the interrupt back at once and the run stops: no model call after it."""
+    import os
+    import signal
+    import threading
+    import time
+
+    calls: list[float] = []
+
+    def slow(_n, _m):
+        calls.append(time.monotonic())
+        return solution("8") if len(calls) == 1 else "It has an error, revise."
+
+    model = RoleScriptedModel({"solver": slow, "feedback": slow, "revise": lambda n, _m: solution("8")}, delay=0.4)
+    graph = build_graph("self-refine", model=model, config=MethodConfig(self_refine_rounds=8))  # about 7 s in all
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            magicore.solve("What is 4 + 4?", graph=graph)
+        interrupted = time.monotonic()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert interrupted - started < 3.0
+    await asyncio.sleep(1.5)  # the cancelled run unwinds in its own thread
+    assert not [c for c in calls if c > interrupted + 0.1]
+
+
 def test_a_synchronous_parent_graph_runs_the_subgraph():
     g = StateGraph(ParentState)
     g.add_node("magicore", graph_of(scripted(["8", "8", "8", "5"])))

@@ -9,7 +9,7 @@ second `magicore.solve(...)` and fail with "Event loop is closed". One loop keep
 and magicore's per-server request limits alive from call to call.
 
 With a running loop in this thread, blocking it is what the caller asked for by calling a
-synchronous function; the coroutine then runs on a fresh loop in a worker thread while this
+synchronous function; the coroutine then runs on a fresh loop in a daemon thread while this
 thread waits (it cannot go to the shared loop: this thread may be that loop's own). That beats
 the alternatives (an error, or patching the loop as nest_asyncio does).
 
@@ -24,7 +24,7 @@ import atexit
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,24 +35,53 @@ _shared: asyncio.AbstractEventLoop | None = None
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     context = contextvars.copy_context()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="magicore-sync") as pool:
-            return pool.submit(context.run, asyncio.run, coro).result()
 
     async def in_context() -> T:
         # the task copies the context it is created in: the caller's
         return await context.run(asyncio.ensure_future, coro)
 
-    future = asyncio.run_coroutine_threadsafe(in_context(), _shared_loop())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        future = asyncio.run_coroutine_threadsafe(in_context(), _shared_loop())
+    else:
+        future = _on_fresh_loop(in_context)
     try:
         return future.result()
     except BaseException:
         future.cancel()  # an interrupt while waiting: the run stops too (no-op once it has ended)
         raise
+
+
+def _on_fresh_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> concurrent.futures.Future:
+    """`make()` run by `asyncio.run` in a new daemon thread; cancelling the returned future
+    cancels the run (the thread unwinds it and ends on its own)."""
+    result: concurrent.futures.Future = concurrent.futures.Future()
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> T:
+        holder["loop"], holder["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        return await make()
+
+    def target() -> None:
+        try:
+            value = asyncio.run(main())
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+            if not result.cancelled():
+                result.set_exception(error)
+        else:
+            if not result.cancelled():
+                result.set_result(value)
+
+    def on_done(future: concurrent.futures.Future) -> None:
+        if future.cancelled() and started.wait(5):
+            holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+
+    result.add_done_callback(on_done)
+    threading.Thread(target=target, name="magicore-sync", daemon=True).start()
+    return result
 
 
 def _shared_loop() -> asyncio.AbstractEventLoop:
