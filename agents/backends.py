@@ -160,7 +160,9 @@ def _with_urls(spec: ModelSpec, urls: list[str]) -> ModelSpec:
 
 def resolve_spec(cli: str | None = None, python_arg: str | ModelSpec | None = None) -> ModelSpec:
     """The spec in effect: `--model`, then $MAGICORE_MODEL, then the Python argument, then
-    'embedded'."""
+    'embedded'. An empty `--model ""` is an error, not a request for the default."""
+    if cli is not None and not cli.strip():
+        return parse_spec(cli)  # raises: the spec is empty
     for candidate in (cli, os.environ.get(ENV_VAR) or None, python_arg):
         if isinstance(candidate, ModelSpec):
             return candidate

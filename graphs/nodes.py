@@ -16,6 +16,7 @@ from langgraph.types import Command, Overwrite, Send, StreamWriter
 
 from magicore.agents.chain import Chain
 from magicore.agents.prompts import detect_family
+from magicore.agents.questions import check_question
 from magicore.agents.refiner import Refiner
 from magicore.agents.reviewer import Reviewer
 from magicore.agents.solver import Solver
@@ -41,7 +42,8 @@ def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
     k = k or config.k
 
     async def solve(state: State, writer: StreamWriter) -> dict:
-        family = state.get("family") or detect_family(state["question"])
+        question = check_question(state.get("question"))  # a graph used directly gets asolve's checks
+        family = state.get("family") or detect_family(question)
         arrived = 0
 
         def on_chain(chain: Chain) -> None:
@@ -49,7 +51,7 @@ def make_solve(solver: Solver, config: MethodConfig, *, k: int | None = None):
             arrived += 1
             writer(events.chain_sampled(chain, index=arrived - 1, k=k))
 
-        result = await solver.asolve(state["question"], k=k, family=family, on_chain=on_chain)
+        result = await solver.asolve(question, k=k, family=family, on_chain=on_chain)
         return {**fresh_run(), "task_family": family, "pending": Overwrite(result.chains),
                 "usage": Overwrite(usage_update("solver", result.usage))}  # fmt: skip
 

@@ -58,6 +58,9 @@ def test_a_damaged_dataset_through_the_cli(tmp_path):
     (["--model", "m@http://localhost:99999/v1"], "is not a valid URL (Port out of range"),
     (["--model", NOWHERE, "--timeout", "nan"], "argument --timeout: must be a finite number, got 'nan'"),
     (["--model", NOWHERE, "--timeout", "inf"], "argument --timeout: must be a finite number, got 'inf'"),
+    (["--model", ""], "the model spec is empty; use 'embedded' or MODEL@URL"),
+    (["--model", NOWHERE, "--reward", "const:abc"], "'const:abc': the constant score must be a number in [0, 1], not 'abc'"),
+    (["--model", NOWHERE, "--reward", "prm=verifier,orm=const:2"], "'const:2': the constant score must lie in [0, 1]"),
 ])  # fmt: skip
 def test_bad_options_are_usage_errors(args, fragment):
     proc = magicore("solve", QUESTION, *args, timeout=60)
@@ -149,6 +152,19 @@ def test_asolve_takes_a_model_spec_string_as_the_cli_does():
     with MockServer(MockSettings()) as server:
         result = asyncio.run(asolve(QUESTION, method="sc", model=f"mock@{server.base_url}"))
     assert result.answer == "42" and result.llm_calls == 8
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ({"question": 5}, r"the question must be text \(str\), not int"),
+    ({"question": "  "}, "the question is empty"),
+    ({}, "the question is empty"),
+])  # fmt: skip
+def test_a_graph_used_directly_checks_its_input_as_asolve_does(inputs, message):
+    from magicore.testing import RoleScriptedModel, solution
+
+    graph = build_graph("sc", model=RoleScriptedModel({"solver": lambda n, _m: solution("4")}))
+    with pytest.raises(InputError, match=message):
+        asyncio.run(graph.ainvoke(inputs))
 
 
 def test_a_bytes_question_is_refused_not_stringified():

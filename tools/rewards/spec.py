@@ -121,6 +121,20 @@ def check_reward_spec(spec: str) -> None:
     for term in steps + outcome:
         if not _TERM.match(term):
             raise InputError(_UNKNOWN.format(term))
+        if term.startswith("const:"):
+            _constant(term)
+
+
+def _constant(term: str) -> float:
+    """The X of `const:X`, or an InputError naming the term."""
+    text = term.removeprefix("const:")
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"'{term}': the constant score must be a number in [0, 1], not '{text}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"'{term}': the constant score must lie in [0, 1]")
+    return value
 
 
 def build_reward(
@@ -174,10 +188,7 @@ def _make_term(text, role, judge_model, make_model, timeout) -> RewardModel:
             raise InputError(f"'{text}': no way to build the judge's model here")
         return LLMJudge(make_model(text.removeprefix("judge:")))
     if text.startswith("const:"):
-        try:
-            return ConstantReward(float(text.removeprefix("const:")))
-        except ValueError as e:
-            raise InputError(f"'{text}': {e}") from e
+        return ConstantReward(_constant(text))
     m = re.fullmatch(r"(vllm|shepherd):(.+)@(https?://\S+)", text)
     if m:
         from magicore.tools.rewards.vllm import VLLMRewardModel
