@@ -82,6 +82,33 @@ def test_the_question_carries_the_latest_earlier_turns_that_fit():
     assert compose([], "Q?", 100) == "Q?"
 
 
+def test_a_long_conversation_is_composed_with_a_few_renders(monkeypatch):
+    from magicore.ui.server import conversation
+
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "x" * (i % 37)}
+             for i in range(1000)]  # fmt: skip
+    template = conversation._template()
+    renders = []
+
+    class Counting:
+        def render(self, **kw):
+            renders.append(len(kw["turns"]))
+            return template.render(**kw)
+
+    def one_render_per_turn(limit):  # what the bisection must agree with
+        for start in range(len(turns)):
+            text = template.render(turns=turns[start:], question="Next?").strip()
+            if len(text) <= limit:
+                return text
+        return "Next?"
+
+    monkeypatch.setattr(conversation, "_template", lambda: Counting())
+    for limit in (50, 2_000, 20_000, 10**6):
+        renders.clear()
+        assert compose(turns, "Next?", limit) == one_render_per_turn(limit)
+        assert len(renders) <= 12  # a bisection over 1,000 turns, not a render per turn
+
+
 def test_progress_lines_say_what_happened():
     assert describe({"type": "chain", "index": 0, "k": 4, "answer": "42"}) == "Chain 1/4 sampled: answer 42.\n"
     assert describe({"type": "chain", "index": 3, "k": 4, "answer": None}).endswith("no parsable answer.\n")

@@ -179,8 +179,19 @@ def compose(turns: list[dict], question: str, max_chars: int) -> str:
     """The question with as many of the latest earlier turns as fit in `max_chars` (oldest
     dropped first); the bare question when there are none or none fit."""
     turns = [t for t in turns if t.get("role") in ("user", "assistant") and str(t.get("content") or "").strip()]
-    for start in range(len(turns)):
-        text = _template().render(turns=turns[start:], question=question).strip()
-        if len(text) <= max_chars:
-            return text
-    return question
+
+    def render(start: int) -> str:
+        return _template().render(turns=turns[start:], question=question).strip()
+
+    # the text only shortens as older turns are dropped: the first start that fits, by bisection
+    # (a render per halving, not per turn: a long conversation cost a second of the event loop)
+    low, high = 0, len(turns)
+    while low < high:
+        middle = (low + high) // 2
+        if len(render(middle)) <= max_chars:
+            high = middle
+        else:
+            low = middle + 1
+    if low == len(turns):
+        return question
+    return render(low)
