@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,17 +22,24 @@ SERVER_MODULE = "magicore.agents.embedded_server"
 SMALL = "embedded:smollm2"
 
 
+#: In the environment of every process these tests start, and so of the servers those start:
+#: another magicore on the machine (a benchmark, a second test run) starts servers of its own.
+RUN_MARK = f"MAGICORE_TEST_RUN={uuid.uuid4().hex}"
+
+
 def server_pids() -> set[int]:
-    """The embedded servers' processes: the watchdog wrapper and the llama-server it runs."""
+    """This test run's embedded servers: the watchdog wrapper and the llama-server it runs."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                if not (SERVER_MODULE.encode() in cmdline or cmdline.split(b" ")[0].endswith(tuple(LLAMA_SERVER))):
+                    continue
+                if RUN_MARK.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.add(int(entry.name))
             except OSError:
                 continue
-            if SERVER_MODULE.encode() in cmdline or cmdline.split(b" ")[0].endswith(tuple(LLAMA_SERVER)):
-                pids.add(int(entry.name))
     return pids
 
 
@@ -46,7 +54,8 @@ LLAMA_SERVER = [b"/llama-server", b"/llama-server-" + __import__("importlib.meta
 
 
 def env():
-    return {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
+    name, value = RUN_MARK.split("=")
+    return {**{k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}, name: value}
 
 
 def test_solve_json_on_the_embedded_model():

@@ -4,6 +4,7 @@ llama-cpp-python server with the SmolLM2 weights)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import QUESTION, assert_one_line_error, magicore
+from tests.test_embedded import env as marked_env
 from tests.test_embedded import server_pids
 
 pytestmark = pytest.mark.embedded
@@ -46,9 +48,29 @@ def test_a_gguf_that_cannot_load_names_the_loaders_error(tmp_path):
     assert proc.returncode == 1
 
 
+def wait_until_answering(pids: set[int], timeout: float) -> bool:
+    """Whether the server among `pids` answered GET /health (its model loaded) within `timeout`."""
+    import re
+    import urllib.request
+
+    ports = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ports.update(re.findall(r"--port (\d+)", cmdline))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for port in ports:
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                    return True
+        time.sleep(0.2)
+    return False
+
+
 def test_a_server_that_stops_mid_run_is_named_not_unreachable():
     before = server_pids()
-    env = {k: v for k, v in os.environ.items() if k != "MAGICORE_MODEL"}
+    env = marked_env()  # its servers are told apart from any other magicore's on the machine
     proc = subprocess.Popen([sys.executable, "-m", "magicore.ui.cli", "solve", QUESTION, "--model",
                              f"embedded:{smollm2()}", "-k", "6", "--max-tokens", "400", "--method", "sc"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
@@ -57,7 +79,8 @@ def test_a_server_that_stops_mid_run_is_named_not_unreachable():
         time.sleep(0.2)
     started = server_pids() - before
     assert started, "the embedded server did not start"
-    time.sleep(3.0)  # loaded and answering
+    assert wait_until_answering(started, 60), "the embedded server never answered"
+    time.sleep(1.0)  # answering the Solver's requests
     for pid in started:
         os.kill(pid, signal.SIGKILL)
     _out, err = proc.communicate(timeout=120)
