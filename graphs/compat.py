@@ -4,9 +4,9 @@ support for nodes that stream custom events (`with_config_context`).
 `graph_node` gives LangGraph both functions of a node: the async one for `ainvoke`/`astream`,
 and a synchronous one for `invoke`/`stream` (and a synchronous parent graph) that runs the same
 coroutine to completion (tools/run_sync.py). Without it, `graph.invoke()` raises "No
-synchronous function provided". The synchronous path runs each node on an event loop of its
-own, so the async API stays the one to use for throughput (connections and request limits
-live per loop).
+synchronous function provided". The synchronous path runs each node to completion on a loop
+that `run_sync` picks for the calling thread, so the async API stays the one to use for
+throughput (connections and request limits live per loop).
 
 LangGraph hands an async node its run config through a context variable that asyncio can only
 pass into tasks from Python 3.11; on 3.10 the injected stream `writer` then fails with "Called

@@ -137,8 +137,9 @@ def test_both_paths_serve_one_model_from_successive_event_loops():
 
 def test_a_users_own_chatopenai_serves_one_solve_after_another():
     """`magicore.solve` from plain synchronous code, three times with one ChatOpenAI that the
-    user made (langchain-openai keeps its default HTTP client for the process): every call runs
-    on magicore's one background loop, so no call meets a connection of a finished loop."""
+    user made (langchain-openai keeps its default HTTP client for the process): every call from
+    the main thread runs on the one loop magicore keeps for it, so no call meets a connection of a
+    finished loop."""
     import magicore
     from langchain_openai import ChatOpenAI
 

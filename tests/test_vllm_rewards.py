@@ -230,9 +230,9 @@ def clients(monkeypatch):
     return opened
 
 
-def test_sync_wrappers_share_one_client_on_the_background_loop(replay, clients):
-    """The synchronous wrappers run on magicore's one background loop (tools/run_sync.py): every
-    call reuses its client, which stays open until `aclose` (or the process's exit)."""
+def test_sync_wrappers_share_one_client_on_the_main_threads_loop(replay, clients):
+    """From the main thread the synchronous wrappers run on the one loop magicore keeps for it
+    (tools/run_sync.py): every call reuses its client, which stays open until `aclose` (or exit)."""
     rm = VLLMRewardModel(replay, prm_model="tiny-prm", orm_model="tiny-orm")
     steps = CHAIN_A["inputs"]["steps"]
     fx = FIXTURES["orm_token_reward"]
@@ -267,7 +267,7 @@ def test_a_client_left_by_a_loop_closed_without_finalizing_is_closed_by_the_next
     stale = clients[0]()
     assert not stale.is_closed
     assert rm.score_steps(QUESTION, steps) == first
-    assert stale.is_closed and len(clients) == 2 and not clients[1]().is_closed  # the background loop's
+    assert stale.is_closed and len(clients) == 2 and not clients[1]().is_closed  # the main thread's loop's
 
 
 async def test_api_key_is_sent_as_bearer_token(replay, seen, monkeypatch):
