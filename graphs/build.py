@@ -13,6 +13,7 @@ loop of its own). `stream_mode="custom"` yields the progress events of graphs/ev
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -70,12 +71,21 @@ def chat_model_of(model, what: str = "model", *, required: bool = True) -> BaseC
     if model is None and not required:
         return None
     if isinstance(model, str):
-        from magicore.agents.backends import chat_model
+        from magicore.agents.backends import resolve_spec
 
-        return chat_model(model)
+        return _model_for_spec(resolve_spec(python_arg=model))
     got = "nothing (None)" if model is None else f"a {type(model).__name__}"
     raise InputError(f"{what} must be a LangChain chat model or a model spec such as 'embedded' or "
                      f"'MODEL@http://HOST:PORT/v1', got {got}")  # fmt: skip
+
+
+@lru_cache(maxsize=32)
+def _model_for_spec(spec) -> BaseChatModel:
+    """One chat model per resolved spec for the process: what it learns of its server (whether
+    `n` is honoured) and its embedded server outlive one `solve("...", model="spec")` call."""
+    from magicore.agents.backends import chat_model
+
+    return chat_model(spec)
 
 
 def build_graph(
