@@ -53,7 +53,7 @@ class Chain(BaseModel):
         """Parse a completion into steps and a final answer.
 
         For the code family the answer is the program: the completion's last ```python block
-        (None without one).
+        that defines a function, else its last one (None without one; `extract_program`).
 
         A completion cut off at the token limit (`finish_reason="length"`) states an answer only
         explicitly (`\\boxed{}`, "The answer is ..."): its last number belongs to an unfinished

@@ -93,6 +93,14 @@ def test_a_usage_or_output_block_after_the_solution_is_not_the_program():
     assert extract_program("Step 1: the body\n```python\n    return a + b\n```") == "    return a + b"  # no def: still the program
 
 
+def test_the_step_holding_the_program_gets_its_score_not_a_usage_step_after_it():
+    wrong = "def add(a, b):\n    return a * b"
+    text = f"Step 1: Add them.\nStep 2: The function:\n```python\n{wrong}\n```\nStep 3: Usage:\n```python\nprint(add(2, 3))\n```"
+    steps = Chain.from_text(text, family="code").steps
+    # the program fails both examples: its step 0.05; the usage step works through a failing example: 0.05
+    assert run(ExecutionReward(ProgramRuns()).ascore_steps(QUESTION, steps)) == [0.9, 0.05, 0.05]
+
+
 def test_step_labels_inside_a_code_block_are_code():
     program = "def add(a, b):\n    # Step 1: add them\n    total = a + b\n\n    # Step 2: return it\n    return total"
     text = answer(program, "Step 1: Add the numbers.\n1. first a\n2. then b")

@@ -55,3 +55,12 @@ def test_chain_reward_is_orm_plus_step_product():
     assert chain.reward == 0.3 + 0.5 * 0.8
     unparsed = Chain.from_text("nothing", step_scores=[0.9], orm=0.4)
     assert unparsed.reward == 0.4  # no parsable answer: step score 0
+
+
+def test_code_blocks_stay_whole_and_a_backtick_in_a_sentence_opens_none():
+    program = "```python\ndef f():\n    # Step 2: not a step\n    x = 1\n\n    return x\n```"
+    assert split_steps(f"Step 1: Write it.\n{program}\nStep 2: Done.") == [f"Write it.\n{program}", "Done."]
+    assert split_steps(f"Intro.\n\n{program}\n\nThe end.") == ["Intro.", program, "The end."]
+    inline = "Step 1: Write ``` around code.\nStep 2: 2+2=4.\nStep 3: The answer is \\boxed{4}."
+    assert split_steps(inline) == ["Write ``` around code.", "2+2=4.", "The answer is \\boxed{4}."]
+    assert split_steps("a\u2028b\u2028c") == ["a", "b", "c"]  # every line break splitlines() knows

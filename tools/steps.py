@@ -18,7 +18,10 @@ MAX_SOLUTION_CHARS = 16_000
 
 _STEP_LABEL = re.compile(r"(?im)^[ \t>*#_]*step[ \t]*(\d+)[ \t]*[:.)\-]?[*_]*[ \t]*[:.)\-]?[ \t]*")
 _NUMBERED = re.compile(r"(?m)^[ \t]*(\d+)[.)][ \t]+")
-_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a fenced code block (an unclosed one runs to the end)
+#: A fenced code block: ``` at the start of a line, to the next ``` (an unclosed one runs to the end).
+#: A ``` inside a sentence ("write ``` around code") opens nothing.
+_FENCED = re.compile(r"(?m)^[ \t>]*```.*?(?:```|\Z)", re.DOTALL)
+_FENCE_LINE = re.compile(r"(?m)^[ \t>]*```")
 
 
 def split_steps(text: str) -> list[str]:
@@ -44,26 +47,25 @@ def split_steps(text: str) -> list[str]:
                     steps.append(step)
             if steps:
                 return steps
-    blocks = _whole_fences(text, r"\n\s*\n")
+    blocks = _whole_fences(re.split(r"\n\s*\n", text), "\n\n")
     if len(blocks) >= 2:
         return blocks
-    return _whole_fences(text, r"\r?\n")
+    return _whole_fences(text.splitlines(), "\n")
 
 
-def _whole_fences(text: str, separator: str) -> list[str]:
-    """The non-empty parts of `text` between separators, every code block kept whole and as
-    written (a part that opens a fence runs on to the part that closes it)."""
+def _whole_fences(parts: list[str], joiner: str) -> list[str]:
+    """The non-empty `parts`, stripped, with every code block kept whole and as written: a part
+    that opens a fence (``` at the start of a line) runs on to the part that closes it."""
     out: list[str] = []
-    pieces = re.split(f"({separator})", text)
-    part = ""
-    for i in range(0, len(pieces), 2):
-        part += pieces[i]
-        if part.count("```") % 2 == 1 and i + 1 < len(pieces):  # inside a code block: go on
-            part += pieces[i + 1]
-            continue
-        if part.strip():
-            out.append(part.strip())
-        part = ""
+    current: str | None = None
+    for part in parts:
+        current = part if current is None else current + joiner + part
+        if len(_FENCE_LINE.findall(current)) % 2 == 0:
+            if current.strip():
+                out.append(current.strip())
+            current = None
+    if current is not None and current.strip():
+        out.append(current.strip())
     return out
 
 

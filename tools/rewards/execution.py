@@ -58,7 +58,9 @@ def outcome_score(run: ProgramRun) -> float:
 
 def step_scores(run: ProgramRun, steps: Sequence[str]) -> list[float]:
     """One score per step (see the module docstring)."""
-    program_step = max((i for i, s in enumerate(steps) if "```" in s), default=None)
+    # the step that holds the program run (`extract_program`'s choice), else the last with code
+    holds = [i for i, s in enumerate(steps) if run.program and run.program in s]
+    program_step = max(holds or [i for i, s in enumerate(steps) if "```" in s], default=None)
     scores = []
     for i, step in enumerate(steps):
         if i == program_step:
