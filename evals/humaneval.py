@@ -80,7 +80,9 @@ async def passes_hidden_tests(problem: Problem, program: str | None, *, timeout:
     """Whether `program` passes the problem's hidden tests, run in the sandbox; and why not."""
     if not program:
         return False, "no program"
-    passed_code = 3 + secrets.randbelow(120)  # a program cannot guess it to fake a pass
+    # not 0 or 1, so an early exit (by accident or habit) never passes; a program written to cheat
+    # could read it from its own source, as it could the hidden tests' text: HumanEval assumes none does
+    passed_code = 3 + secrets.randbelow(120)
     result = await arun_python(with_hidden_tests(problem, program, passed_code), timeout=timeout)
     if result.exit_code == passed_code and not result.timed_out and not result.output_limit_hit:
         return True, "passed"
