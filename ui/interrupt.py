@@ -30,7 +30,9 @@ def run(coro: Coroutine[Any, Any, Any], *, grace: float = GRACE_SECONDS) -> Any:
         # signal handlers belong to the main thread; Runner is Python 3.11+; a process started
         # with SIGINT ignored (in the background) or handled by its host keeps it that way
         return asyncio.run(coro)
-    pressed = threading.Event()
+    # a plain flag, not a threading.Event: a second Ctrl-C can run this handler again while the
+    # first is inside Event.set, whose lock it then waits for forever
+    pressed = [False]
     main: asyncio.Task | None = None
 
     async def outer():
@@ -42,9 +44,9 @@ def run(coro: Coroutine[Any, Any, Any], *, grace: float = GRACE_SECONDS) -> Any:
         loop = runner.get_loop()
 
         def on_sigint(_signum, _frame) -> None:
-            if pressed.is_set():
+            if pressed[0]:
                 return  # the clean-up is under way; a second Ctrl-C must not break it
-            pressed.set()
+            pressed[0] = True
             if main is not None:
                 loop.call_soon_threadsafe(main.cancel)
             timer = threading.Timer(grace, _leave)
@@ -54,17 +56,17 @@ def run(coro: Coroutine[Any, Any, Any], *, grace: float = GRACE_SECONDS) -> Any:
         previous = signal.signal(signal.SIGINT, on_sigint)  # asyncio.Runner then leaves SIGINT to us
         try:
             result = runner.run(outer())
-            if pressed.is_set():  # the run caught its cancellation and ended early
+            if pressed[0]:  # the run caught its cancellation and ended early
                 raise KeyboardInterrupt
             return result
         except asyncio.CancelledError:
-            if pressed.is_set():
+            if pressed[0]:
                 raise KeyboardInterrupt from None
             raise
         finally:
-            if pressed.is_set():  # leave the handler in place until the runner's clean-up is done
+            if pressed[0]:  # leave the handler in place until the runner's clean-up is done
                 runner.close()
-            signal.signal(signal.SIGINT, previous if not pressed.is_set() else signal.SIG_IGN)
+            signal.signal(signal.SIGINT, previous if not pressed[0] else signal.SIG_IGN)
 
 
 def _leave() -> None:
