@@ -62,6 +62,22 @@ async def test_judge_scores_each_step_with_the_earlier_steps_in_context():
     assert "Is the final answer correct?" in model.requests[-1]["messages"][-1].content
 
 
+async def test_judge_asks_about_a_code_question_as_code():
+    question = 'def add(a, b):\n    """Return a + b.\n    >>> add(1, 2)\n    3\n    """\n'
+    steps = ["Step 1: Add the two numbers.", "Step 2:\n```python\ndef add(a, b):\n    return a + b\n```"]
+    model = ScriptedFakeChatModel(responses=["Yes"], logprob=lambda _text: 0.7)
+    judge = LLMJudge(model)
+    assert await judge.ascore_steps(question, steps) == pytest.approx([0.7, 0.7])
+    assert await judge.ascore_outcome(question, "\n".join(steps)) == pytest.approx(0.7)
+    systems = [r["messages"][0].content for r in model.requests]
+    assert all("programming tasks" in s and "math" not in s for s in systems)
+    assert "Is the final program correct?" in model.requests[-1]["messages"][-1].content
+    assert "Task:\ndef add(a, b):" in model.requests[-1]["messages"][-1].content
+    # a word problem keeps the math wording
+    await judge.ascore_outcome(QUESTION, "\n".join(STEPS))
+    assert "math problems" in model.requests[-1]["messages"][0].content
+
+
 async def test_judge_batch_and_no_steps():
     model = ScriptedFakeChatModel(responses=["No"], logprob=lambda _t: 0.9)
     judge = LLMJudge(model)

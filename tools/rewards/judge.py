@@ -13,7 +13,12 @@ to check), so they are not shared. A query costs its prompt tokens plus one outp
 
 The judge needs a backend that returns logprobs (vLLM, OpenAI, the embedded llama.cpp server).
 A small judge is no better than chance at this (SmolLM2-135M: AUC 0.44 on single arithmetic
-steps); use a capable model, and let the execution verifier carry the step signal otherwise.
+steps; Qwen2.5-Coder-1.5B: 0.60); use a capable model, and let the execution verifier carry the
+step signal otherwise.
+
+The prompts (`prompts/judge.yaml`) come in two kinds: for math and word problems, and for code
+questions (a function signature with a docstring, recognised from the question as the Solver
+recognises it), so a program is judged as a program, not as arithmetic.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from langchain_core.language_models import BaseChatModel
 
 from magicore.tools.errors import ModelError
 from magicore.tools.llm import Completion, model_label, sample
+from magicore.tools.programs import looks_like_code_question
 from magicore.tools.rewards.base import RewardModel
 from magicore.tools.templates import render
 
@@ -83,8 +89,11 @@ class LLMJudge(RewardModel):
         return p_yes(completion, neutral=self.neutral)
 
     def step_messages(self, question: str, steps: Sequence[str], index: int) -> list[tuple[str, str]]:
-        return render("magicore.tools", "judge", "step", question=question,
+        return render("magicore.tools", "judge", _kind(question, "step"), question=question,
                       previous=list(steps[:index]), step=steps[index], index=index + 1)  # fmt: skip
+
+    def outcome_messages(self, question: str, solution: str) -> list[tuple[str, str]]:
+        return render("magicore.tools", "judge", _kind(question, "outcome"), question=question, solution=solution)
 
     async def ascore_step(self, question: str, steps: Sequence[str], index: int) -> float:
         """The score of step `index`, with the steps before it as context."""
@@ -98,4 +107,9 @@ class LLMJudge(RewardModel):
         return list(await asyncio.gather(*(self.ascore_steps(question, steps) for steps in chains)))
 
     async def ascore_outcome(self, question: str, solution: str) -> float:
-        return await self._ask(render("magicore.tools", "judge", "outcome", question=question, solution=solution))
+        return await self._ask(self.outcome_messages(question, solution))
+
+
+def _kind(question: str, part: str) -> str:
+    """The judge.yaml section for `part` ("step" or "outcome") of this question."""
+    return f"code_{part}" if looks_like_code_question(question) else part

@@ -50,7 +50,7 @@ def for_family(spec: str, family: str | None) -> str:
     """A default spec adapted to a task family: for code, running the program on the question's
     examples (`execution`) takes the place of re-computing arithmetic (`verifier`), and an
     outcome part without it gets it too (the share of examples passed is the strongest outcome
-    signal code has; the judge's prompt is written for math)."""
+    signal code has; the judge alone reads a program's behaviour only by eye)."""
     if family != "code":
         return spec
     spec = re.sub(r"\bverifier\b", "execution", spec)
