@@ -17,8 +17,10 @@ from magicore.agents.solver import Solver
 from magicore.graphs import events
 from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
+from magicore.graphs.evidence import code_evidence
 from magicore.graphs.nodes import make_aggregate, make_finish, make_score, make_solve
 from magicore.graphs.state import Draft, GraphInput, GraphOutput, State, usage_update
+from magicore.tools.code_runner import PROGRAM_RUNS
 from magicore.tools.rewards.base import RewardModel
 
 
@@ -53,10 +55,16 @@ def best_of_k(solver: Solver, reward: RewardModel, config: MethodConfig, retry: 
 
 
 def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry: RetryPolicy) -> StateGraph:
+    async def tests(question: str, family: str | None, chain) -> list[str] | None:
+        """For a program, its run on the question's visible examples (what the UI shows under
+        the draft; remembered, so a reward that runs it again pays nothing)."""
+        return await code_evidence(PROGRAM_RUNS, question, chain) if family == "code" else None
+
     async def draft(state: State, writer: StreamWriter) -> dict:
         update = await make_solve(solver, config, k=1).afunc(state, writer)
         chain = update["pending"].value[0]  # an Overwrite: the run starts afresh
-        writer(events.draft_written(chain.text, chain.answer, 0))
+        writer(events.draft_written(chain.text, chain.answer, 0,
+                                    tests=await tests(state["question"], update.get("task_family"), chain)))  # fmt: skip
         return {**update, "pending": Overwrite([]), "drafts": [Draft(text=chain.text, answer=chain.answer)],
                 "answer": chain.answer, "votes": {chain.answer: 1.0} if chain.answer else {}, "done": False}  # fmt: skip
 
@@ -78,7 +86,8 @@ def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry:
         round_ = state.get("round", 0) + 1
         chain, used = await agent.arevise(state["question"], [d.model_dump() for d in state["drafts"]],
                                           family=state.get("task_family") or "word", round=round_)  # fmt: skip
-        writer(events.draft_written(chain.text, chain.answer, round_))
+        writer(events.draft_written(chain.text, chain.answer, round_,
+                                    tests=await tests(state["question"], state.get("task_family"), chain)))  # fmt: skip
         drafts = [*state["drafts"], Draft(text=chain.text, answer=chain.answer)]
         return {"drafts": drafts, "round": round_, "answer": chain.answer,
                 "votes": {chain.answer: 1.0} if chain.answer else {}, "usage": usage_update("refiner", used)}  # fmt: skip

@@ -48,8 +48,12 @@ def refinement_written(refined: Chain, previous: Chain, index: int, tests: list[
     return event
 
 
-def draft_written(text: str, answer: str | None, round_: int) -> dict:
-    return {"type": "draft", "round": round_, "text": text, "answer": answer}
+def draft_written(text: str, answer: str | None, round_: int, tests: list[str] | None = None) -> dict:
+    """A Self-Refine draft (round 0) or revision; `tests` as for a refinement."""
+    event = {"type": "draft", "round": round_, "text": text, "answer": answer}
+    if tests is not None:
+        event["tests"] = tests
+    return event
 
 
 def feedback_written(feedback: str, done: bool, round_: int) -> dict:

@@ -66,3 +66,37 @@ def test_code_question_shows_test_results_program_diffs_and_the_program():
     assert not assistant.metric
     shown = "\n".join([m.value for m in assistant.markdown] + [c.value for c in assistant.caption])
     assert "reward `prm=judge*execution,orm=judge*execution`" in shown  # a capable model's default, for code
+
+
+def self_refine_code_model():
+    """Self-Refine on the code question: a wrong draft, feedback naming the failing example, a
+    right revision, then approval."""
+    feedback_calls = iter(range(10_000))
+
+    def respond(messages, _index):
+        role = role_of(str(messages[0].content))
+        if role == "feedback":
+            return ("Example 2 fails: the program ignores its arguments; return a + b."
+                    if next(feedback_calls) == 0 else "The solution is correct.")  # fmt: skip
+        program = SAMPLES[0] if role == "solver" else RIGHT
+        return f"Step 1: Add the two numbers.\nStep 2: The function:\n```python\n{program}\n```"
+
+    return ScriptedFakeChatModel(respond=respond, honours_n=False)
+
+
+def test_self_refine_on_code_shows_each_programs_test_results(monkeypatch):
+    monkeypatch.setenv("MAGICORE_UI_MODEL_FACTORY", f"{__name__}:self_refine_code_model")
+    monkeypatch.setenv("MAGICORE_UI_METHOD", "self-refine")
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at.chat_input[0].set_value(QUESTION).run()
+    assert not at.exception, at.exception
+    assistant = at.chat_message[1]
+    captions = [c.value for c in assistant.status[0].caption]
+    codes = [c.value for c in assistant.code]
+    draft = captions.index("The draft program's results on the question's examples")
+    revised = captions.index("The revised program's results on the question's examples")
+    assert draft < revised
+    assert any("Example 2: add(-1, 1) returned 100; expected 0" in c for c in codes)  # the draft's run
+    assert any(c.startswith("ran the program on the 2 examples of the question: 2 passed") for c in codes)
+    assert any(c.startswith("--- previous draft") and "+    return a + b" in c for c in codes)
+    assert codes[-1] == RIGHT

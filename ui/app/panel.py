@@ -153,6 +153,9 @@ def render_block(b: dict, self_refine: bool = False) -> None:
     elif b["kind"] == "draft":
         st.markdown(f"**First draft** → answer `{b.get('answer')}`")
         st.code(b.get("text", ""), language=None, wrap_lines=True)
+        if b.get("tests"):
+            st.caption("The draft program's results on the question's examples")
+            st.code("\n".join(b["tests"]), language=None)
     else:
         chains = sorted(b["chains"].items(), key=lambda kv: int(kv[0]))
         title = "feedback and revision" if self_refine else "review and refinement"

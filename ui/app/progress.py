@@ -108,9 +108,11 @@ class Progress:
     def _on_draft(self, e: dict) -> set[str]:  # Self-Refine
         number = int(e.get("round") or 0)
         if number == 0:
-            return self._append({"kind": "draft", "text": e.get("text", ""), "answer": e.get("answer")})
+            return self._append({"kind": "draft", "text": e.get("text", ""), "answer": e.get("answer"),
+                                 "tests": e.get("tests") or []})  # fmt: skip
         chain, key = self._chain(number, 0)
-        chain.update(previous=self._last_draft(number), text=e.get("text", ""), answer=e.get("answer"))
+        chain.update(previous=self._last_draft(number), text=e.get("text", ""), answer=e.get("answer"),
+                     tests=e.get("tests") or [])  # fmt: skip
         return {key}
 
     def _last_draft(self, before: int) -> str:
