@@ -273,7 +273,7 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
                     raise ModelError(
                         f"the model server at {model.openai_api_base} answered HTTP {status} and asked to "
                         f"retry after {asked:g} s, more than the {max(left(), 0):.1f} s left of the {budget:g} s "
-                        f"timeout (--timeout)", transient=False)  # fmt: skip
+                        f"timeout (--timeout)", transient=False, status=status, retry_after=asked)  # fmt: skip
                 wait = asked
         if budget is not None and wait >= left():
             raise failure  # no time left for another try: the last try's error says what happened

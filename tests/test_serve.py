@@ -312,6 +312,20 @@ def test_the_upstream_models_timeout_is_504(mock, model, tmp_path):
     assert "Traceback" not in slow.stderr()
 
 
+def test_an_upstream_429_reaches_the_client_as_429_with_its_retry_after(mock, model, tmp_path):
+    model.settings.mode, model.settings.retry_after = "rate_limited", 30
+    with ServeProcess("--model", f"mock-model@{mock.base_url}", "--checkpoint", "memory", "--timeout", "5",
+                      log=tmp_path / "stderr.log") as relay:  # fmt: skip
+        with pytest.raises(openai.RateLimitError) as caught:
+            client(relay).chat.completions.create(
+                model="magicore-sc", messages=[{"role": "user", "content": QUESTION}], extra_body={"k": 1})
+    assert caught.value.status_code == 429  # not 502: the upstream is busy, not broken
+    assert caught.value.response.headers["retry-after"] == "30"
+    assert caught.value.code == "upstream_busy"
+    assert "answered HTTP 429 and asked to retry after 30 s" in caught.value.message
+    assert "Traceback" not in relay.stderr()
+
+
 def test_a_key_is_required_when_set(mock, model, tmp_path):
     with ServeProcess("--model", f"mock-model@{mock.base_url}", "--checkpoint", "memory",
                       env={"MAGICORE_SERVE_API_KEY": "s3cret"}, log=tmp_path / "stderr.log") as locked:  # fmt: skip

@@ -20,12 +20,16 @@ class ModelError(MagicoreError):
     """A model server failed: unreachable, timed out, HTTP error, or unusable output.
 
     `transient` says whether trying again may help (timeouts, refused connections, HTTP 5xx
-    and 429); graph nodes retry only those.
+    and 429); graph nodes retry only those. `status` is the server's HTTP status when it
+    answered with one, and `retry_after` the seconds its Retry-After header asked for.
     """
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, status: int | None = None,
+                 retry_after: float | None = None):  # fmt: skip
         super().__init__(message)
         self.transient = transient
+        self.status = status
+        self.retry_after = retry_after
 
 
 class SetupError(MagicoreError):

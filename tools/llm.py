@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,6 +198,22 @@ def _transient(error: BaseException) -> bool:
     return isinstance(status, int) and (status >= 500 or status == 429)
 
 
+def _status(error: BaseException) -> int | None:
+    status = getattr(error, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """The seconds a Retry-After header in seconds asked for (an HTTP date is left unread)."""
+    response = getattr(error, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _error_detail(error: Any) -> str:
     body = getattr(error, "body", None)
     message = ""
@@ -251,7 +268,8 @@ async def _request(model: BaseChatModel, messages: Messages, n: int, params: dic
             except (asyncio.CancelledError, ModelError):  # a ModelError already says what happened
                 raise
             except Exception as error:  # every backend raises its own types; the user gets one sentence
-                raise ModelError(_describe(model, error), transient=_transient(error)) from error
+                raise ModelError(_describe(model, error), transient=_transient(error),
+                                 status=_status(error), retry_after=_retry_after(error)) from error  # fmt: skip
             if payload is not None:
                 completions, used, facts = _from_reply(model, reply)
                 charge_usage(used)

@@ -1,5 +1,7 @@
 """Failures as OpenAI-style errors: `{"error": {"message", "type", "param", "code"}}` and the
 HTTP status a client library maps to its exception types (400, 401, 404, 413, 429, 502, 504).
+A model server that answered 429 or 503 gives the client the same status (and its Retry-After),
+so the client backs off instead of taking the server for broken (502).
 
 The message is one sentence a person can act on; the server never sends a traceback.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from starlette.responses import JSONResponse
 
@@ -57,6 +60,10 @@ def from_exception(error: BaseException) -> APIError:
     if isinstance(error, InputError):
         return APIError(400, _sentence(error), code="invalid_request")
     if isinstance(error, ModelError):
+        if getattr(error, "status", None) in (429, 503):  # the model server says "later": so do we
+            after = getattr(error, "retry_after", None)
+            headers = {"Retry-After": str(max(1, math.ceil(after)))} if after is not None else None
+            return APIError(error.status, _sentence(error), code="upstream_busy", headers=headers)
         if is_timeout(error):
             return APIError(504, _sentence(error), code="upstream_timeout")
         return APIError(502, _sentence(error), code="upstream_error")
