@@ -158,6 +158,27 @@ def test_answers_are_not_taken_from_negations_scores_or_notes(text, expected):
     assert extract_answer(text) == expected
 
 
+# Endings of real MATH-500 chains of the default model cut off at the token limit right after
+# announcing the answer (docs/results/math500-qwen2.5-coder-1.5b): "is:" and a lone backslash
+# were read as the answers ":" and "\\", and one won a Best-of-12 pick.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Step 6: So the sum is g(1986) + g(1987) = 1986.\\]\nStep 7: Therefore, the answer is:\n",
+        "Therefore, the sum of these values is:\n   \\[\n   2 + 8 = 10\n   \\]\n\nThe answer is \\",
+        "The final answer is:\n\\[\n",
+    ],
+)
+def test_an_announced_answer_cut_off_before_it_is_no_answer(text):
+    assert extract_answer(text, last_number=False) is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [("The answer is \\pi.", "\\pi"), ("The answer is: $\\infty$", "\\infty"),
+                                                ("The answer is:\n\\[ x = 5 \\]", "5")])  # fmt: skip
+def test_answers_that_are_latex_symbols_or_on_the_next_line_are_kept(text, expected):
+    assert extract_answer(text) == expected
+
+
 # Real completions of the default model (Qwen2.5-Coder-1.5B-Instruct) as MAgICoRe's Refiner, given
 # GSM8K solutions annotated "(Score: n/10)" per step; collected by
 # tests/fixtures/real_outputs/collect.py. The Refiner echoes the annotations, after steps and

@@ -102,8 +102,9 @@ def extract_answer(text: str | None, *, choices: str | None = None, last_number:
                     return letter
                 continue
             answer = _leading_math(answer)
-            if answer:
+            if re.search(r"[0-9A-Za-z]", answer):
                 return answer
+            # "The answer is:" then a cut-off display ("\[", ":" or "\"): no answer stated here
     if choices:
         letters = [m for m in _LETTER_IN_TEXT_RE.findall(text)]
         flat = [next(x for x in group if x) for group in letters]
