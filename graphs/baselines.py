@@ -17,7 +17,7 @@ from magicore.agents.solver import Solver
 from magicore.graphs import events
 from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
-from magicore.graphs.evidence import code_evidence
+from magicore.graphs.evidence import tests_to_show
 from magicore.graphs.nodes import make_aggregate, make_finish, make_score, make_solve
 from magicore.graphs.state import Draft, GraphInput, GraphOutput, State, usage_update
 from magicore.tools.code_runner import PROGRAM_RUNS
@@ -58,7 +58,7 @@ def self_refine(solver: Solver, agent: SelfRefiner, config: MethodConfig, retry:
     async def tests(question: str, family: str | None, chain) -> list[str] | None:
         """For a program, its run on the question's visible examples (what the UI shows under
         the draft; remembered, so a reward that runs it again pays nothing)."""
-        return await code_evidence(PROGRAM_RUNS, question, chain) if family == "code" else None
+        return await tests_to_show(PROGRAM_RUNS, question, chain) if family == "code" else None
 
     async def draft(state: State, writer: StreamWriter) -> dict:
         update = await make_solve(solver, config, k=1).afunc(state, writer)

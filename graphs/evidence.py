@@ -3,9 +3,14 @@ code, the program's run on the question's visible examples (never hidden tests).
 
 from __future__ import annotations
 
+import logging
+
 from magicore.agents.chain import Chain
 from magicore.tools.code_runner import PROGRAM_RUNS, ProgramRuns
+from magicore.tools.errors import MagicoreError
 from magicore.tools.rewards.verifier import ExecutionVerifier
+
+log = logging.getLogger("magicore.evidence")
 
 
 class VerifierEvidence:
@@ -40,6 +45,16 @@ async def code_evidence(runs: ProgramRuns, question: str, chain: Chain) -> list[
     actual output, exception and traceback, timeout. The score node has usually run it already."""
     run = await runs.get(question, chain.answer)
     return run.evidence() if run is not None else []
+
+
+async def tests_to_show(runs: ProgramRuns, question: str, chain: Chain) -> list[str]:
+    """`code_evidence` for a UI event: a sandbox that cannot run (not Linux, a refused setup)
+    gives one line saying so instead of failing the node that only reports the run."""
+    try:
+        return await code_evidence(runs, question, chain)
+    except MagicoreError as error:
+        log.warning("could not run a program on the question's examples: %s", error)
+        return [f"the program could not be run on the question's examples: {error}"]
 
 
 def find_verifier(reward) -> ExecutionVerifier | None:

@@ -25,7 +25,7 @@ from magicore.graphs.aggregation import Vote, majority_vote, weighted_vote
 from magicore.graphs.calibration import self_calibration
 from magicore.graphs.compat import graph_node
 from magicore.graphs.config import MethodConfig
-from magicore.graphs.evidence import code_evidence
+from magicore.graphs.evidence import tests_to_show
 from magicore.graphs.grouping import answer_groups
 from magicore.graphs.routing import classify_difficulty, reward as chain_r
 from magicore.graphs.state import BranchState, RouteDecision, State, usage_update
@@ -220,7 +220,7 @@ def make_refine(refiner: Refiner):
         refined, used = await refiner.arefine(branch["question"], branch["chain"], branch["review"],
                                               round=branch["round"] + 1, family=branch["family"])  # fmt: skip
         # a program's run on the visible examples (remembered: the next scoring reuses it)
-        tests = await code_evidence(PROGRAM_RUNS, branch["question"], refined) if branch["family"] == "code" else None
+        tests = await tests_to_show(PROGRAM_RUNS, branch["question"], refined) if branch["family"] == "code" else None
         writer(events.refinement_written(refined, branch["chain"], branch["index"], tests=tests))
         return {"pending": [refined], "refinements": [refined], "usage": usage_update("refiner", used)}
 

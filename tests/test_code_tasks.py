@@ -332,3 +332,38 @@ def test_routing_uses_behaviour_groups():
     by_text = classify_difficulty(chains, mu=1.0, sigma=0.5)
     assert by_behaviour.orm_confidence == 1.0 and by_behaviour.majority == GOOD
     assert by_text.orm_confidence < 0.5  # four different texts look like four answers
+
+
+def test_self_refine_on_code_reports_a_sandbox_that_cannot_run_and_still_answers(monkeypatch):
+    """The programs' runs only go to the UI events: a sandbox that cannot start (not Linux, a
+    refused setup) is one line there, not a failed run."""
+    import magicore.tools.code_runner as code_runner
+    from magicore.agents.fake import role_of
+    from magicore.graphs.build import build_graph
+    from magicore.tools.errors import SetupError
+
+    async def no_sandbox(*_args, **_kwargs):
+        raise SetupError("The Python sandbox needs Linux")
+
+    monkeypatch.setattr(code_runner, "arun_python", no_sandbox)
+
+    def respond(messages, _index):
+        role = role_of(str(messages[0].content))
+        return "The solution is correct." if role == "feedback" else answer(GOOD)
+
+    graph = build_graph("self-refine", model=ScriptedFakeChatModel(respond=respond), reward="const:0.5")
+
+    async def go():
+        events = []
+        # a question of its own: the process remembers programs run for QUESTION by other tests
+        async for mode, data in graph.astream({"question": QUESTION + " "}, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                events.append(data)
+            else:
+                state = data
+        return events, state
+
+    events, state = run(go())
+    assert state["answer"] == GOOD
+    draft = next(e for e in events if e["type"] == "draft")
+    assert draft["tests"] == ["the program could not be run on the question's examples: The Python sandbox needs Linux"]

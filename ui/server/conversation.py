@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import os
 import re
 import uuid
@@ -24,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, TypedDict
 
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import END, START, StateGraph
 
 from magicore.tools.errors import InputError, SetupError
@@ -42,16 +42,12 @@ def _append_turns(state: list, writes: list[list]) -> list:
     return out
 
 
-try:
-    from langgraph.channels.delta import DeltaChannel
-
-    # A checkpoint stores only the turns it added (a full copy every 100 appends): with the
-    # plain list reducer every checkpoint held the whole conversation again, and 400 turns of
-    # 1 KB took 81 MB of SQLite (1.5 MB this way). Blobs the plain reducer wrote read back as
-    # they are, so existing conversations continue.
-    _MESSAGES = DeltaChannel(_append_turns)
-except ImportError:  # langgraph before DeltaChannel
-    _MESSAGES = operator.add
+# A checkpoint stores only the turns it added (a full copy every 100 appends): with the plain
+# list reducer every checkpoint held the whole conversation again, and 400 turns of 1 KB took
+# 81 MB of SQLite (1.5 MB this way). Blobs the plain reducer wrote read back as they are, so
+# existing conversations continue. (langgraph before 1.2.9 dropped a new thread's first write
+# and never took the snapshots: pyproject requires 1.2.9.)
+_MESSAGES = DeltaChannel(_append_turns, snapshot_frequency=100)
 
 
 class ConversationState(TypedDict, total=False):
