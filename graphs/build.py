@@ -60,7 +60,8 @@ def resolve_reward(reward: RewardModel | str | None, judge_model: BaseChatModel,
     from magicore.agents.backends import chat_model, parse_spec
 
     return build_reward(reward or default_reward_for(judge_model, family), judge_model=judge_model,
-                        make_model=lambda spec: chat_model(parse_spec(spec)))  # `judge:MODELSPEC`
+                        make_model=lambda spec: chat_model(parse_spec(spec)),  # `judge:MODELSPEC`
+                        family=family)  # fmt: skip
 
 
 def chat_model_of(model, what: str = "model", *, required: bool = True) -> BaseChatModel | None:

@@ -76,6 +76,12 @@ async def test_judge_asks_about_a_code_question_as_code():
     # a word problem keeps the math wording
     await judge.ascore_outcome(QUESTION, "\n".join(STEPS))
     assert "math problems" in model.requests[-1]["messages"][0].content
+    # a family given when the reward is built wins over the question's look
+    told = build_reward("prm=judge,orm=judge", judge_model=model, family="code").outcome[0]
+    await told.ascore_outcome("Write a function is_even(n) that says whether n is even.", "def is_even(n): ...")
+    assert "programming tasks" in model.requests[-1]["messages"][0].content
+    await LLMJudge(model, family="word").ascore_outcome(question, "\n".join(steps))
+    assert "math problems" in model.requests[-1]["messages"][0].content
 
 
 async def test_judge_batch_and_no_steps():

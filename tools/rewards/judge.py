@@ -17,8 +17,9 @@ steps; Qwen2.5-Coder-1.5B: 0.60); use a capable model, and let the execution ver
 step signal otherwise.
 
 The prompts (`prompts/judge.yaml`) come in two kinds: for math and word problems, and for code
-questions (a function signature with a docstring, recognised from the question as the Solver
-recognises it), so a program is judged as a program, not as arithmetic.
+questions: the task family the graph was built for (`--task code`, a HumanEval benchmark), else
+told from each question as the Solver tells it (a function signature with a docstring), so a
+program is judged as a program, not as arithmetic.
 """
 
 from __future__ import annotations
@@ -70,10 +71,14 @@ class LLMJudge(RewardModel):
         model: any LangChain chat model whose server returns logprobs.
         top_logprobs: how many alternatives to ask for (Yes and No must be among them).
         neutral: the score when the judge says neither Yes nor No.
+        family: the task family of the questions it will see, when known ("code" asks about
+            programs, any other about math); None tells each question's family from its text.
     """
 
-    def __init__(self, model: BaseChatModel, *, top_logprobs: int = 10, neutral: float = 0.5):
+    def __init__(self, model: BaseChatModel, *, top_logprobs: int = 10, neutral: float = 0.5,
+                 family: str | None = None):  # fmt: skip
         self.model = model
+        self.family = family
         self.top_logprobs = top_logprobs
         self.neutral = neutral
         self.name = f"judge({model_label(model)})"
@@ -89,11 +94,11 @@ class LLMJudge(RewardModel):
         return p_yes(completion, neutral=self.neutral)
 
     def step_messages(self, question: str, steps: Sequence[str], index: int) -> list[tuple[str, str]]:
-        return render("magicore.tools", "judge", _kind(question, "step"), question=question,
+        return render("magicore.tools", "judge", self._kind(question, "step"), question=question,
                       previous=list(steps[:index]), step=steps[index], index=index + 1)  # fmt: skip
 
     def outcome_messages(self, question: str, solution: str) -> list[tuple[str, str]]:
-        return render("magicore.tools", "judge", _kind(question, "outcome"), question=question, solution=solution)
+        return render("magicore.tools", "judge", self._kind(question, "outcome"), question=question, solution=solution)
 
     async def ascore_step(self, question: str, steps: Sequence[str], index: int) -> float:
         """The score of step `index`, with the steps before it as context."""
@@ -109,7 +114,7 @@ class LLMJudge(RewardModel):
     async def ascore_outcome(self, question: str, solution: str) -> float:
         return await self._ask(self.outcome_messages(question, solution))
 
-
-def _kind(question: str, part: str) -> str:
-    """The judge.yaml section for `part` ("step" or "outcome") of this question."""
-    return f"code_{part}" if looks_like_code_question(question) else part
+    def _kind(self, question: str, part: str) -> str:
+        """The judge.yaml section for `part` ("step" or "outcome") of this question."""
+        code = self.family == "code" if self.family else looks_like_code_question(question)
+        return f"code_{part}" if code else part

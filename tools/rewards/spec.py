@@ -143,12 +143,15 @@ def build_reward(
     judge_model: BaseChatModel | None = None,
     make_model: Callable[[str], BaseChatModel] | None = None,
     timeout: float = 120.0,
+    family: str | None = None,
 ) -> RewardModel:
     """The reward model a spec describes.
 
     Args:
         judge_model: the chat model `judge` means (the solver's model, usually).
         make_model: turns a model spec into a chat model, for `judge:MODELSPEC`.
+        family: the task family the reward will score, when it is known in advance: the LLM
+            judge asks about code or math accordingly (otherwise it tells from each question).
     """
     (step_terms, step_rule), (out_terms, out_rule) = parse_reward_spec(spec)
     made: dict[tuple[str, str], RewardModel] = {}
@@ -157,7 +160,7 @@ def build_reward(
         kind = "shared" if not text.startswith(("vllm:", "shepherd:")) else role
         key = (text, kind)
         if key not in made:
-            made[key] = _make_term(text, role, judge_model, make_model, timeout)
+            made[key] = _make_term(text, role, judge_model, make_model, timeout, family)
         return made[key]
 
     return CombinedReward(
@@ -168,7 +171,7 @@ def build_reward(
     )
 
 
-def _make_term(text, role, judge_model, make_model, timeout) -> RewardModel:
+def _make_term(text, role, judge_model, make_model, timeout, family=None) -> RewardModel:
     if text == "verifier":
         from magicore.tools.rewards.verifier import ExecutionVerifier
 
@@ -183,10 +186,10 @@ def _make_term(text, role, judge_model, make_model, timeout) -> RewardModel:
         if text == "judge":
             if judge_model is None:
                 raise InputError("the reward 'judge' needs a chat model to judge with")
-            return LLMJudge(judge_model)
+            return LLMJudge(judge_model, family=family)
         if make_model is None:
             raise InputError(f"'{text}': no way to build the judge's model here")
-        return LLMJudge(make_model(text.removeprefix("judge:")))
+        return LLMJudge(make_model(text.removeprefix("judge:")), family=family)
     if text.startswith("const:"):
         return ConstantReward(_constant(text))
     m = re.fullmatch(r"(vllm|shepherd):(.+)@(https?://\S+)", text)
