@@ -4,7 +4,7 @@ tests/fixtures/vllm/*.json hold request/response pairs recorded from vLLM 0.32.0
 tiny reward models (tests/integration/test_vllm_real.py re-records them). The replay server
 answers a POST whose path and JSON body equal a recorded request with the recorded response, so
 these tests also fail if the client's requests drift from what was sent to the real server.
-A few request "models" trigger failures instead: slow, garbled, short.
+A few request "models" trigger failures instead: slow, garbled, short, busy.
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ class _Replay(BaseHTTPRequestHandler):
         if model == "slow":
             time.sleep(1.5)
             return self._send(200, b"{}")
+        if model == "busy":  # vLLM past its queue, behind a proxy that rate-limits
+            body = json.dumps({"error": {"message": "too many requests"}}).encode()
+            self.send_response(429)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", "7")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
         for fx in self.fixtures:
             if fx["endpoint"] == self.path and fx["request"] == request:
                 return self._send(fx["status"], json.dumps(fx["response"]).encode())
@@ -319,11 +328,34 @@ async def test_wrong_number_of_step_scores(replay):
     _one_readable_sentence(msg, "returned 1 step scores for 2 steps", "step_tag_id", "<extra_0>")
 
 
+async def test_a_busy_server_says_so_with_its_status_and_retry_after(replay):
+    rm = VLLMRewardModel(replay, prm_model="busy")
+    with pytest.raises(ModelError) as err:
+        await rm.ascore_steps(QUESTION, ["Step 1: 1 + 1 = 2."])
+    await rm.aclose()
+    assert err.value.status == 429 and err.value.retry_after == 7 and err.value.transient
+    _one_readable_sentence(str(err.value), replay, "HTTP 429", "too many requests")
+
+
 async def test_timeout(replay):
     started = time.monotonic()
     msg = await _error(VLLMRewardModel(replay, prm_model="slow", timeout=0.3))
     assert time.monotonic() - started < 1.4
     _one_readable_sentence(msg, replay, "did not answer within 0.3 s")
+
+
+def test_retry_after_is_read_in_each_form_a_server_sends():
+    from email.utils import formatdate
+
+    from magicore.tools.errors import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after": "7"}) == 7
+    assert retry_after_seconds({"retry-after-ms": "2500"}) == 2.5
+    assert retry_after_seconds({"retry-after-ms": "2500", "retry-after": "9"}) == 2.5  # the finer one
+    assert 55 < retry_after_seconds({"retry-after": formatdate(time.time() + 60, usegmt=True)}) <= 61
+    assert retry_after_seconds({"retry-after": formatdate(time.time() - 60, usegmt=True)}) == 0
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None and retry_after_seconds(None) is None
 
 
 async def test_connection_refused():

@@ -32,5 +32,32 @@ class ModelError(MagicoreError):
         self.retry_after = retry_after
 
 
+def retry_after_seconds(headers) -> float | None:
+    """The wait a response's headers ask for: `retry-after-ms` (OpenAI's), or `retry-after` in
+    seconds or as an HTTP date; None when they ask for none (or for something unreadable)."""
+    import email.utils
+    import math
+    import time
+
+    def get(name: str):
+        value = headers.get(name) if headers is not None else None
+        return value.strip() if isinstance(value, str) else value
+
+    candidates = []
+    if (ms := get("retry-after-ms")) is not None:
+        candidates.append(lambda: float(ms) / 1000)
+    if (value := get("retry-after")) is not None:
+        candidates.append(lambda: float(value))
+        candidates.append(lambda: email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    for read in candidates:
+        try:
+            seconds = read()
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    return None
+
+
 class SetupError(MagicoreError):
     """Something magicore needs is not installed; the message names the command that installs it."""

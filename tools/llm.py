@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from langchain_core.outputs import ChatGeneration
 from opentelemetry.trace import SpanKind
 
 from magicore.tools import inflight, telemetry
-from magicore.tools.errors import ModelError
+from magicore.tools.errors import ModelError, retry_after_seconds
 from magicore.tools.loop_local import LoopLocal
 from magicore.tools.usage import Usage, UsageCallback, active_handlers, charge_usage
 
@@ -204,14 +203,8 @@ def _status(error: BaseException) -> int | None:
 
 
 def _retry_after(error: BaseException) -> float | None:
-    """The seconds a Retry-After header in seconds asked for (an HTTP date is left unread)."""
     response = getattr(error, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+    return retry_after_seconds(getattr(response, "headers", None))
 
 
 def _error_detail(error: Any) -> str:

@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, retry_after_seconds
 from ..loop_local import LoopLocal
 from .base import RewardModel
 
@@ -141,15 +141,18 @@ class VLLMRewardModel(RewardModel):
         try:
             resp = await (await self._clients.get()).post(url, json=body)
         except httpx.TimeoutException:
-            raise ModelError(f"{what} did not answer within {self.timeout:g} s.") from None
+            raise ModelError(f"{what} did not answer within {self.timeout:g} s.", transient=True) from None
         except httpx.ConnectError:
             raise ModelError(
-                f"could not connect to {what}; check that `vllm serve` is running there."
+                f"could not connect to {what}; check that `vllm serve` is running there.", transient=True
             ) from None
         except httpx.HTTPError as exc:
             raise ModelError(f"the request to {what} failed: {exc or type(exc).__name__}.") from None
         if resp.status_code != 200:
-            raise ModelError(f"{what} answered HTTP {resp.status_code}: {_error_text(resp)}.")
+            status = resp.status_code
+            raise ModelError(f"{what} answered HTTP {status}: {_error_text(resp)}.",
+                             transient=status == 429 or status >= 500, status=status,
+                             retry_after=retry_after_seconds(resp.headers))  # fmt: skip
         try:
             items = sorted(resp.json()["data"], key=lambda item: item["index"])
             data = [item["data"] for item in items]
