@@ -4,10 +4,12 @@
 # all six configurations, so that one dataset's table is complete (and its Self-Refine records
 # give the training-data export its critiques) before MATH-500's long sampling; on MATH-500
 # Self-Refine, the costliest configuration on a CPU, runs after the others. Then HumanEval (its
-# greedy sample has its own settings, so its own run directory). Last, the ablations that refine
-# every problem, magicore-all@4 (at k = 4 the easy/hard test sent none of GSM8K's to refinement,
-# so magicore@4 alone says nothing of what review and refinement do): GSM8K's is done, MATH-500's
-# waits behind the configurations the benchmark needs. Resumable: run it again after an
+# greedy sample has its own settings, so its own run directory; its Best-of-k rows only score the
+# chains already sampled, and say whether MAgICoRe's gain is its reward or its refinement). Last,
+# the ablations that refine every problem, magicore-all@4 (at k = 4 the easy/hard test sent none
+# of GSM8K's to refinement, so magicore@4 alone says nothing of what review and refinement do):
+# GSM8K's is done; HumanEval's, where execution feedback should matter most, runs before
+# MATH-500's. Resumable: run it again after an
 # interruption and it continues where it stopped (samples, scores and finished problems are kept
 # in the run directories). Usage: docs/results/run-evidence.sh [path/to/magicore]
 set -uo pipefail
@@ -21,7 +23,8 @@ first="sc@4,sc@12,bok@4,bok@12,magicore@4"  # cheapest first: they finish as soo
 "$magicore" bench "${gsm8k[@]}" --methods "$first,self-refine@4,magicore-all@4" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first,self-refine@4" "${common[@]}"
-"$magicore" bench "${humaneval[@]}" --methods "magicore@4,sc@4,sc@12,self-refine@4,sc@1" "${common[@]}"
+"$magicore" bench "${humaneval[@]}" --methods "magicore@4,sc@4,sc@12,self-refine@4,sc@1,bok@4,bok@12" "${common[@]}"
 "$magicore" bench --dataset humaneval --limit 40 --seed 0 --methods sc@1 --temperature 0 --model embedded \
     --max-tokens 768 --concurrency 2 --no-progress --out "$here/humaneval-greedy-qwen2.5-coder-1.5b"
+"$magicore" bench "${humaneval[@]}" --methods "magicore@4,sc@4,sc@12,self-refine@4,sc@1,bok@4,bok@12,magicore-all@4" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first,self-refine@4,magicore-all@4" "${common[@]}"
