@@ -1,9 +1,11 @@
 """End to end on the real embedded models.
 
 The small one (SmolLM2-135M-Instruct, `embedded:smollm2`) checks structure and process hygiene,
-not its weak arithmetic; the default one (Qwen2.5-Coder-1.5B-Instruct) must answer right.
+not its weak arithmetic; the default one (Qwen2.5-Coder-1.5B-Instruct) must answer right, on a
+word problem and on a code task.
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -135,4 +137,30 @@ def test_the_default_model_answers_right():
     out = json.loads(proc.stdout)
     assert out["model"] == "embedded" and out["answer"] == "19", out
     assert out["votes"]["19"] > 0 and len(out["chains"]) >= 3
+    assert not (server_pids() - before), "the embedded server outlived magicore solve"
+
+
+def test_the_default_model_writes_a_program_that_passes_hidden_tests(tmp_path):
+    """A code task end to end on the default model: `magicore solve --task code` with the
+    execution reward, then HumanEval's hidden tests, run in the sandbox, decide. HumanEval/18
+    (count a substring's overlapping occurrences) is one every configuration of the committed
+    HumanEval run solved (docs/bench.md); the hidden tests never reach the model."""
+    from magicore.evals.datasets import load_problems
+    from magicore.evals.humaneval import passes_hidden_tests
+
+    problem = next(p for p in load_problems("humaneval") if p.id == "HumanEval/18")
+    prompt = tmp_path / "prompt.py"
+    prompt.write_text(problem.question)
+    before = server_pids()
+    proc = subprocess.run(
+        [sys.executable, "-m", "magicore.ui.cli", "solve", "--file", str(prompt), "--task", "code", "-k", "3",
+         "--seed", "1", "--json", "--show-samples"],
+        capture_output=True, text=True, timeout=900, env=env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"] == "embedded" and out["reward"].endswith("execution"), out["reward"]
+    assert "def how_many_times" in out["answer"]
+    passed, why = asyncio.run(passes_hidden_tests(problem, out["answer"]))
+    assert passed, f"{why}\n{out['answer']}"
     assert not (server_pids() - before), "the embedded server outlived magicore solve"
