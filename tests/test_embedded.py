@@ -142,25 +142,28 @@ def test_the_default_model_answers_right():
 
 def test_the_default_model_writes_a_program_that_passes_hidden_tests(tmp_path):
     """A code task end to end on the default model: `magicore solve --task code` with the
-    execution reward, then HumanEval's hidden tests, run in the sandbox, decide. HumanEval/18
-    (count a substring's overlapping occurrences) is one every configuration of the committed
-    HumanEval run solved (docs/bench.md); the hidden tests never reach the model."""
+    execution reward, then HumanEval's hidden tests, run in the sandbox, decide. HumanEval/24
+    (the largest divisor of n smaller than n): 11 of the 12 programs the committed HumanEval run
+    sampled for it pass the hidden tests (docs/results/humaneval-qwen2.5-coder-1.5b), so three
+    samples all failing would be a regression, not bad luck. One round and 512 tokens bound the
+    run if the easy/hard test sends it to refinement (3 rounds of 1024-token reviews and
+    refinements outran 900 s on a loaded CI machine). The hidden tests never reach the model."""
     from magicore.evals.datasets import load_problems
     from magicore.evals.humaneval import passes_hidden_tests
 
-    problem = next(p for p in load_problems("humaneval") if p.id == "HumanEval/18")
+    problem = next(p for p in load_problems("humaneval") if p.id == "HumanEval/24")
     prompt = tmp_path / "prompt.py"
     prompt.write_text(problem.question)
     before = server_pids()
     proc = subprocess.run(
         [sys.executable, "-m", "magicore.ui.cli", "solve", "--file", str(prompt), "--task", "code", "-k", "3",
-         "--seed", "1", "--json", "--show-samples"],
+         "--seed", "1", "--rounds", "1", "--max-tokens", "512", "--json", "--show-samples"],
         capture_output=True, text=True, timeout=900, env=env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["model"] == "embedded" and out["reward"].endswith("execution"), out["reward"]
-    assert "def how_many_times" in out["answer"]
+    assert "def largest_divisor" in out["answer"]
     passed, why = asyncio.run(passes_hidden_tests(problem, out["answer"]))
     assert passed, f"{why}\n{out['answer']}"
     assert not (server_pids() - before), "the embedded server outlived magicore solve"
