@@ -30,30 +30,30 @@ def records(config: str) -> dict[str, dict]:
 
 
 async def passes(problem, program: str | None) -> bool:
-    return bool(program) and (await passes_hidden_tests(problem, program))[0]
+    return (await passes_hidden_tests(problem, program))[0]  # no program: (False, "no program")
 
 
 async def main() -> None:
     problems = {p.id: p for p in load_problems("humaneval")}
     ablation, magicore, sampled = records("magicore-all@4"), records("magicore@4"), records("sc@4")
-    before, after, more, fewer = [0, 0], [0, 0], 0, 0
-    solvable_by_refinement = []
+    sampled_passing = sampled_count = refined_passing = refined_count = more = fewer = 0
+    missed = []
     for pid, record in ablation.items():
         problem = problems[pid]
         original = [await passes(problem, c.get("answer")) for c in sampled[pid]["chains"][:K]]
         refined = [await passes(problem, r.get("answer")) for r in record["refinements"] if r.get("round", 1) == 1]
-        before = [before[0] + sum(original), before[1] + len(original)]
-        after = [after[0] + sum(refined), after[1] + len(refined)]
+        sampled_passing, sampled_count = sampled_passing + sum(original), sampled_count + len(original)
+        refined_passing, refined_count = refined_passing + sum(refined), refined_count + len(refined)
         more += sum(refined) > sum(original)
         fewer += sum(refined) < sum(original)
         if not magicore[pid]["correct"]:
-            solvable_by_refinement.append((pid, sum(original), sum(refined), record["correct"]))
+            missed.append((pid, sum(original), sum(refined), record["correct"]))
     print(f"problems: {len(ablation)}")
-    print(f"sampled programs passing the hidden tests: {before[0]} of {before[1]}")
-    print(f"round-1 refinements passing the hidden tests: {after[0]} of {after[1]}")
+    print(f"sampled programs passing the hidden tests: {sampled_passing} of {sampled_count}")
+    print(f"round-1 refinements passing the hidden tests: {refined_passing} of {refined_count}")
     print(f"problems with more passing programs after refinement: {more}; with fewer: {fewer}")
     print("problems magicore@4 got wrong (id, sampled programs passing, refinements passing, magicore-all@4 right):")
-    for row in solvable_by_refinement:
+    for row in missed:
         print("  ", *row)
     reviews = [r for record in ablation.values() for r in record["reviews"]]
     failing = [r for r in reviews if any(_fails_an_example(e) for e in r.get("evidence") or [])]
@@ -63,7 +63,8 @@ async def main() -> None:
 
 
 def _fails_an_example(evidence: str) -> bool:
-    """'ran the program on the 3 examples of the question: 1 passed' -> True."""
+    """'ran the program on the 3 examples of the question: 1 passed' -> True. Records keep the
+    Reviewer's evidence as the text tools/code_runner.py writes, not the counts."""
     found = re.search(r"on the (\d+) examples? of the question: (\d+) passed", evidence)
     return bool(found) and int(found[2]) < int(found[1])
 

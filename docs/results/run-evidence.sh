@@ -9,9 +9,8 @@
 # the ablations that refine every problem, magicore-all@4 (at k = 4 the easy/hard test sent none
 # of GSM8K's to refinement, so magicore@4 alone says nothing of what review and refinement do):
 # GSM8K's is done; HumanEval's, where execution feedback should matter most, runs before
-# MATH-500's. Resumable: run it again after an
-# interruption and it continues where it stopped (samples, scores and finished problems are kept
-# in the run directories). Usage: docs/results/run-evidence.sh [path/to/magicore]
+# MATH-500's. Resumable: run it again after an interruption and it continues where it stopped
+# (samples, scores and finished problems are kept in the run directories). Usage: docs/results/run-evidence.sh [path/to/magicore]
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 magicore="${1:-magicore}"
@@ -20,11 +19,12 @@ math500=(--dataset math500 --limit 40 --seed 0 --max-tokens 768 --out "$here/mat
 humaneval=(--dataset humaneval --limit 40 --seed 0 --max-tokens 768 --out "$here/humaneval-qwen2.5-coder-1.5b")
 common=(--rounds 3 --model embedded --concurrency 2 --no-progress)
 first="sc@4,sc@12,bok@4,bok@12,magicore@4"  # cheapest first: they finish as soon as the samples exist
+code="magicore@4,sc@4,sc@12,self-refine@4,sc@1,bok@4,bok@12"
 "$magicore" bench "${gsm8k[@]}" --methods "$first,self-refine@4,magicore-all@4" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first,self-refine@4" "${common[@]}"
-"$magicore" bench "${humaneval[@]}" --methods "magicore@4,sc@4,sc@12,self-refine@4,sc@1,bok@4,bok@12" "${common[@]}"
+"$magicore" bench "${humaneval[@]}" --methods "$code" "${common[@]}"
 "$magicore" bench --dataset humaneval --limit 40 --seed 0 --methods sc@1 --temperature 0 --model embedded \
     --max-tokens 768 --concurrency 2 --no-progress --out "$here/humaneval-greedy-qwen2.5-coder-1.5b"
-"$magicore" bench "${humaneval[@]}" --methods "magicore@4,sc@4,sc@12,self-refine@4,sc@1,bok@4,bok@12,magicore-all@4" "${common[@]}"
+"$magicore" bench "${humaneval[@]}" --methods "$code,magicore-all@4" "${common[@]}"
 "$magicore" bench "${math500[@]}" --methods "$first,self-refine@4,magicore-all@4" "${common[@]}"
