@@ -201,6 +201,7 @@ def chat_model(
     max_retries: int = 2,
     max_tokens: int | None = None,
     max_concurrency: int | None = None,
+    coalesce: bool | None = None,
 ) -> BaseChatModel:
     """A LangChain chat model for `spec` (resolved with `resolve_spec` when a string or None).
 
@@ -220,6 +221,9 @@ def chat_model(
             else the bound of the server's kind in `INFLIGHT`; the embedded server's slots).
             Either way HTTP 429 or 503 halves the bound for a while (tools/inflight.py;
             docs/bench.md).
+        coalesce: send concurrent chat completions that differ only in their messages as one
+            request to the server's `/chat/completions/batch` (agents/coalesce.py; default:
+            $MAGICORE_COALESCE, else on for `vllm:` specs with one server).
     """
     spec = spec if isinstance(spec, ModelSpec) else resolve_spec(python_arg=spec)
     if spec.provider == "embedded":
@@ -257,6 +261,11 @@ def chat_model(
         metadata.update(magicore_max_concurrency=concurrency * len(spec.replicas),
                         magicore_replica_concurrency=concurrency, magicore_replicas=list(spec.replicas))  # fmt: skip
         extra["replica_urls"] = list(spec.replicas)
+    coalesce = _env_flag("MAGICORE_COALESCE") if coalesce is None else coalesce
+    if coalesce is None:
+        coalesce = provider == "vllm"
+    if chat_class is OpenAICompatibleChat and len(spec.replicas) <= 1:
+        extra["coalesce"] = coalesce
     return chat_class(
         model=model,
         base_url=base_url,
@@ -285,6 +294,17 @@ def _served_model(urls: tuple[str, ...], key: str, timeout: float) -> str:
         return served[0]
     assert error is not None
     raise error
+
+
+def _env_flag(name: str) -> bool | None:
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"{name} must be 1 or 0, got '{text}'")
 
 
 def _env_concurrency() -> int | None:

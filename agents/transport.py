@@ -45,6 +45,9 @@ class OpenAICompatibleChat(ChatOpenAI):
     transport: Literal["aiohttp", "openai"] = "aiohttp"
     #: Every server of the model when several replicas serve it (agents/replicas.py), else empty.
     replica_urls: list[str] = Field(default_factory=list)
+    #: Send concurrent chat completions that differ only in their messages as one request to
+    #: vLLM's `/chat/completions/batch` (agents/coalesce.py); on for `vllm:` specs.
+    coalesce: bool = False
 
     def _get_request_payload(self, input_, *, stop=None, **kwargs):
         payload = super()._get_request_payload(input_, stop=stop, **kwargs)
@@ -81,13 +84,18 @@ class OpenAICompatibleChat(ChatOpenAI):
     async def apost_lean(self, payload: dict) -> dict:
         """POST a `lean_payload` body (to the replicas when several serve the model) and return
         the checked reply."""
+        return _checked_reply(self, await self._post(payload))
+
+    async def _post(self, payload: dict) -> dict:
         if len(self.replica_urls) > 1:
             from magicore.agents.replicas import post_to_replicas
 
-            response = await post_to_replicas(self, payload)
-        else:
-            response = await post_chat_completion(self, payload)
-        return _checked_reply(self, response)
+            return await post_to_replicas(self, payload)
+        if self.coalesce:
+            from magicore.agents.coalesce import coalescer
+
+            return await (await coalescer(self)).post(payload)
+        return await post_chat_completion(self, payload)
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
         if self.transport != "aiohttp" or self.streaming or kwargs.get("stream") or "response_format" in kwargs:
@@ -96,13 +104,7 @@ class OpenAICompatibleChat(ChatOpenAI):
         payload.pop("stream", None)
         if self._use_responses_api(payload):
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        if len(self.replica_urls) > 1:
-            from magicore.agents.replicas import post_to_replicas
-
-            response = await post_to_replicas(self, payload)
-        else:
-            response = await post_chat_completion(self, payload)
-        return self._create_chat_result(_checked_reply(self, response), {})
+        return self._create_chat_result(_checked_reply(self, await self._post(payload)), {})
 
 
 #: LangChain message types and (role, text) roles as chat-completion roles: what
@@ -218,8 +220,8 @@ def retry_delay(attempt: int) -> float:
     return min(0.5 * 2**attempt, 8.0)
 
 
-async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
-    """POST /chat/completions and return the JSON body, retrying as the openai SDK does
+async def post_chat_completion(model: ChatOpenAI, payload: dict, *, path: str = "/chat/completions") -> dict:
+    """POST /chat/completions (or `path`) and return the JSON body, retrying as the openai SDK does
     (connection errors, timeouts, 408/409/429/5xx; `max_retries` times with backoff, or after
     the server's Retry-After) and raising its exception types (APIStatusError, ...).
 
@@ -229,7 +231,7 @@ async def post_chat_completion(model: ChatOpenAI, payload: dict) -> dict:
     """
     import aiohttp
 
-    url = f"{str(model.openai_api_base).rstrip('/')}/chat/completions"
+    url = f"{str(model.openai_api_base).rstrip('/')}{path}"
     key = model.openai_api_key.get_secret_value() if model.openai_api_key else "not-needed"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(model.default_headers or {})}
     body = json.dumps(payload).encode()

@@ -38,6 +38,8 @@ class MockSettings:
     reply: Callable[[dict[str, Any], int], str] = lambda _req, _i: DEFAULT_REPLY
     retry_after: float = 1.0  # rate_limited: the Retry-After it sends
     failures: int | None = None  # rate_limited: how many requests it refuses (None: all)
+    batch_endpoint: bool = True  # serve POST /v1/chat/completions/batch, as vLLM does
+    reject_prompt_over: int | None = None  # a prompt of more words is refused (400; a whole batch with it)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -45,6 +47,11 @@ def _huge(text: str) -> str:
     """About 1 MB of numbered steps before the reply: a runaway completion."""
     steps = "".join(f"Step {i}: 1 + 1 = 2, and so on and so forth, again and again.\n" for i in range(1, 16_001))
     return steps + text
+
+
+def _too_long() -> web.Response:
+    return web.json_response({"error": {"message": "a prompt is longer than the model's context",
+                                        "type": "BadRequestError"}}, status=400)  # fmt: skip
 
 
 class MockServer:
@@ -67,15 +74,94 @@ class MockServer:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        if self.settings.batch_endpoint:
+            app.router.add_post("/v1/chat/completions/batch", self._batch)
         return app
 
     async def _models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.settings.model, "object": "model"}]})
 
+    async def _batch(self, request: web.Request) -> web.StreamResponse:
+        """vLLM's batch endpoint: `messages` is a list of conversations; the reply has `n`
+        choices per conversation, each with its conversation's index, and the usage of all;
+        one conversation the server refuses fails the whole batch."""
+        s = self.settings
+        body = await request.json()
+        s.requests.append(body)
+        conversations = body.get("messages")
+        if not isinstance(conversations, list) or not all(isinstance(c, list) for c in conversations):
+            return web.json_response({"error": {"message": "messages must be a list of conversations",
+                                                "type": "BadRequestError"}}, status=400)  # fmt: skip
+        if body.get("stream"):
+            return web.json_response({"error": {"message": "streaming is not supported in batch mode",
+                                                "type": "BadRequestError"}}, status=400)  # fmt: skip
+        failed = await self._failure(request)
+        if failed is not None:
+            return failed
+        words = [sum(len(str(m.get("content", "")).split()) for m in c) for c in conversations]
+        if s.reject_prompt_over is not None and max(words, default=0) > s.reject_prompt_over:
+            return _too_long()
+        n = int(body.get("n") or 1) if s.honour_n else 1
+        texts = [[self._text({**body, "messages": c}) for _ in range(n)] for c in conversations]
+        out_tokens = [len(t.split()) for own in texts for t in own]
+        delay = s.latency + (max(out_tokens, default=0) / s.tokens_per_second if s.tokens_per_second else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                   for i, own in enumerate(texts) for t in own]  # fmt: skip
+        return web.json_response({
+            "id": f"chatcmpl-{self._counter}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", s.model), "choices": choices,
+            "usage": {"prompt_tokens": sum(words), "completion_tokens": sum(out_tokens),
+                      "total_tokens": sum(words) + sum(out_tokens)},
+        })  # fmt: skip
+
+    def _text(self, body: dict) -> str:
+        s = self.settings
+        text = "" if s.mode == "empty" else s.reply(body, self._counter)
+        self._counter += 1
+        return _huge(text) if s.mode == "huge" else text
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         s = self.settings
         body = await request.json()
         s.requests.append(body)
+        failed = await self._failure(request)
+        if failed is not None:
+            return failed
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        if s.reject_prompt_over is not None and prompt_tokens > s.reject_prompt_over:
+            return _too_long()
+        n = int(body.get("n") or 1) if s.honour_n else 1
+        texts = [self._text(body) for _ in range(n)]
+        out_tokens = [len(t.split()) for t in texts]
+        paced = s.tokens_per_second and not body.get("stream")  # a stream is paced as it is sent
+        delay = s.latency + (max(out_tokens) / s.tokens_per_second if paced else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        if body.get("stream"):
+            return await self._stream(request, body, texts, prompt_tokens)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{self._counter}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", s.model),
+                "choices": [
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": sum(out_tokens),
+                    "total_tokens": prompt_tokens + sum(out_tokens),
+                },
+            }
+        )
+
+    async def _failure(self, request: web.Request) -> web.StreamResponse | None:
+        """The failure the server's mode asks for, or None to answer."""
+        s = self.settings
         if s.mode == "hang":
             await asyncio.sleep(3600)
         if s.mode == "error500":
@@ -104,37 +190,7 @@ class MockServer:
             except ConnectionError:
                 pass
             return response
-        n = int(body.get("n") or 1) if s.honour_n else 1
-        texts = []
-        for _ in range(n):
-            text = "" if s.mode == "empty" else s.reply(body, self._counter)
-            texts.append(_huge(text) if s.mode == "huge" else text)
-            self._counter += 1
-        out_tokens = [len(t.split()) for t in texts]
-        paced = s.tokens_per_second and not body.get("stream")  # a stream is paced as it is sent
-        delay = s.latency + (max(out_tokens) / s.tokens_per_second if paced else 0.0)
-        if delay:
-            await asyncio.sleep(delay)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        if body.get("stream"):
-            return await self._stream(request, body, texts, prompt_tokens)
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{self._counter}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", s.model),
-                "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                    for i, t in enumerate(texts)
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": sum(out_tokens),
-                    "total_tokens": prompt_tokens + sum(out_tokens),
-                },
-            }
-        )
+        return None
 
     async def _stream(self, request: web.Request, body: dict, texts: list[str], prompt_tokens: int):
         """The completions as server-sent events, a word per chunk (paced by tokens_per_second),

@@ -99,6 +99,7 @@ class Case:
     llm_calls: int
     waves: int  # per problem (the first problem's)
     rounds: float
+    http_requests: int = 0  # HTTP requests sent: fewer than `requests` where calls went in batches
     cpu: float = 0.0  # this process's CPU seconds (the orchestration, HTTP client, parsing)
     child_cpu: float = 0.0  # CPU seconds of subprocesses it ran meanwhile (the code sandbox)
     bound: int = 0  # the client's in-flight bound to the mock at the end of the case
@@ -192,6 +193,7 @@ async def run_case(model, method: str, *, k: int, problems: int, concurrency: in
 
     limiter = await llm.limiter(model)
     limiter.peak = limiter.in_flight  # this case's peak from here
+    batching = await _coalescer_stats(model)
     cpu, child = time.process_time(), _children_cpu()
     started = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(problems)))
@@ -202,11 +204,22 @@ async def run_case(model, method: str, *, k: int, problems: int, concurrency: in
     depth = max(len(w) for w in per_problem)
     wave_requests = [sum(w[i][1] for w in per_problem if i < len(w)) for i in range(depth)]
     solve_n = k if all(w[0][1] == 1 for w in per_problem) else 1
-    return Case(label or method, method, k, problems, concurrency, wall, critical, bounded,
-                requests=sum(r.requests for r in results), llm_calls=sum(r.llm_calls for r in results),
+    requests = sum(r.requests for r in results)
+    after = await _coalescer_stats(model)
+    http = requests - (after.batched - batching.batched) + (after.batches - batching.batches)
+    return Case(label or method, method, k, problems, concurrency, wall, critical, bounded, http_requests=http,
+                requests=requests, llm_calls=sum(r.llm_calls for r in results),
                 waves=waves, rounds=sum(r.rounds for r in results) / len(results), cpu=cpu,
                 child_cpu=child, bound=limiter.limit, peak=limiter.peak, wave_requests=wave_requests,
                 solve_n=solve_n)  # fmt: skip
+
+
+async def _coalescer_stats(model):
+    from dataclasses import replace
+
+    from magicore.agents.coalesce import Stats, coalescer
+
+    return replace((await coalescer(model)).stats) if getattr(model, "coalesce", False) else Stats()
 
 
 def _children_cpu() -> float:
@@ -263,18 +276,19 @@ class OverheadSettings:
     profile: str | None = None  # a method whose methods-table run is profiled with cProfile
     inflight: int | None = None  # the client's bound on requests in flight (None: the server kind's)
     provider: str = "vllm"  # the kind of server the mock stands for (its in-flight bound)
+    coalesce: bool = True  # batch concurrent calls where the kind's server has a batch endpoint (vllm)
 
 
 def format_cases(title: str, cases: Sequence[Case], floors: dict[int, float] | None = None) -> str:
     lines = [f"### {title}", "",
              "| case | method | k | problems | at a time | waves | wall s | critical path s | overhead | "
-             "wall / critical | bounded path s | requests | in-flight bound (peak) | CPU ms / request | "
-             "sandbox CPU s | raw floor s | wall / floor |",
-             "|" + " --- |" * 17]  # fmt: skip
+             "wall / critical | bounded path s | requests | HTTP requests | in-flight bound (peak) | "
+             "CPU ms / request | sandbox CPU s | raw floor s | wall / floor |",
+             "|" + " --- |" * 18]  # fmt: skip
     for c in cases:
         lines.append(
             f"| {c.label} | {c.method} | {c.k} | {c.problems} | {c.concurrency} | {c.waves} | {c.wall:.3f} "
-            f"| {c.critical:.3f} | {100 * c.overhead:.1f}% | {c.ratio:.2f}x | {c.bounded:.3f} | {c.requests} "
+            f"| {c.critical:.3f} | {100 * c.overhead:.1f}% | {c.ratio:.2f}x | {c.bounded:.3f} | {c.requests} | {c.http_requests} "
             f"| {c.bound} ({c.peak}) | {1000 * c.cpu / max(1, c.requests):.2f} | {c.child_cpu:.2f} "
             + (f"| {c.floor:.3f} | {c.wall / c.floor:.2f}x |" if c.floor else "| - | - |")
         )
@@ -290,7 +304,7 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
     from magicore.agents.backends import chat_model, parse_spec
 
     model = chat_model(parse_spec(f"{s.provider}:mock-model@{base_url}"), timeout=600.0, max_retries=0,
-                       max_concurrency=s.inflight)  # fmt: skip
+                       max_concurrency=s.inflight, coalesce=None if s.coalesce else False)  # fmt: skip
     bound = llm.server_bound(model)
     timing = Timing(s.latency, s.tokens_per_second, bound.ceiling)
     emit(f"mock server: latency {s.latency * 1000:.0f} ms per call, "
@@ -298,6 +312,7 @@ async def run_all(s: OverheadSettings, base_url: str, emit: Callable[[str], None
          f"{timing.call('solver') * 1000:.0f} ms), n {'honoured' if s.honour_n else 'ignored'}; "
          f"reward {s.reward}; client in-flight bound for a {s.provider} server: {bound.start} "
          f"(halved on 429/503, then back up to {bound.ceiling}); "
+         f"{'concurrent calls batched (/chat/completions/batch)' if getattr(model, 'coalesce', False) else 'one HTTP request per call'}; "
          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start\n")  # fmt: skip
     # warm up: imports, the HTTP connection, the n-support probe
     await run_case(model, "sc", k=2, problems=1, concurrency=1, rounds=0, reward=s.reward, timing=timing)

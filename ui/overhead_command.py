@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-kind", default="vllm", choices=sorted(INFLIGHT),
                         help="the kind of server the mock stands for, which sets the client's in-flight bound "
                              "(default vllm: 256)")  # fmt: skip
+    parser.add_argument("--no-coalesce", dest="coalesce", action="store_false",
+                        help="one HTTP request per conversation, even to a vllm server (whose concurrent "
+                             "requests go to the mock's /chat/completions/batch by default)")  # fmt: skip
     parser.add_argument("--profile", metavar="METHOD",
                         help="profile that method's run of the first table with cProfile and print the top")
 
@@ -61,7 +64,7 @@ def settings_from_args(args):
         problems=args.problems, concurrency=args.concurrency, k=args.k, rounds=args.rounds, reward=args.reward,
         methods=args.methods, sweep_methods=args.sweep_methods, k_values=args.k_values,
         concurrency_values=args.concurrency_values, sweep_k=args.sweep_k, profile=args.profile,
-        inflight=args.inflight, provider=args.server_kind,
+        inflight=args.inflight, provider=args.server_kind, coalesce=args.coalesce,
     )  # fmt: skip
 
 

@@ -1,0 +1,240 @@
+"""Chat completions sent together: one POST /v1/chat/completions/batch for a wave's requests.
+
+A MAgICoRe round sends one review and one refinement per chain, each from its own graph branch;
+16 problems at k = 32 make waves of 512 requests, and at that scale the client's cost per HTTP
+request (building, sending and reading it, about a quarter of magicore's CPU per request) and the
+server's own per-request work add up. vLLM serves `POST /v1/chat/completions/batch` (since
+v0.19): the body of a chat completion whose `messages` is a list of conversations, answered with
+one choice per conversation (`n` per conversation), `choices[i].index` naming its conversation,
+and the usage of the whole batch.
+
+`Coalescer.post` takes the body of one chat completion and returns the reply to it, as
+`post_chat_completion` does. Bodies that differ only in their messages, arriving while the
+event loop is busy (a wave's branches start one after another without waiting), go out as one
+batch as soon as the loop has run an iteration without a new one (or after `MAX_WAIT`). The graph does not change: each
+branch still makes its own call, holds its own in-flight slot (tools/inflight.py bounds
+conversations, not HTTP requests), keeps its span, its retries and its checkpoint.
+
+What a batch cannot say exactly is each conversation's usage: the server reports the batch's
+prompt and completion tokens in total, and each reply carries its share in proportion to the
+characters of its prompt and of its completions (the totals stay exact).
+
+A server without the endpoint answers 404 or 405: the coalescer sends those bodies one by one and
+does not batch for that model again. A batch the server rejects with another 4xx (one
+conversation too long fails vLLM's whole batch) is sent again one by one, so only the bad
+conversation fails. Timeouts, connection failures and 5xx after their retries reach every
+conversation of the batch, as they would have reached each of them.
+
+Hand-written: LangChain and the openai SDK send one conversation per request, and this has to
+sit under the graph's branches (a batching Runnable would need the wave in one node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from magicore.tools.loop_local import LoopLocal
+
+#: The largest batch: vLLM's default max_num_seqs, beyond which it queues anyway.
+MAX_BATCH = 256
+#: The longest a body waits for others (seconds): a batch goes out when the loop has run an
+#: iteration without a new member, or when its first member has waited this long, so a steady
+#: stream of calls (many problems at different stages) is not held back.
+MAX_WAIT = 0.01
+#: Request fields vLLM's batch endpoint refuses (tool use, streaming, structured output).
+_UNBATCHABLE = ("tools", "functions", "tool_choice", "stream", "response_format")
+
+
+@dataclass
+class _Pending:
+    messages: list
+    future: asyncio.Future
+
+
+@dataclass
+class _Group:
+    params: dict
+    opened: float  # the loop's time at its first member
+    members: list[_Pending] = field(default_factory=list)
+    seen: int = 0  # members when the last flush check was scheduled
+
+
+@dataclass
+class Stats:
+    """What the coalescer did on this loop (bench-overhead prints it)."""
+
+    batches: int = 0
+    batched: int = 0  # conversations sent in batches of two or more
+    single: int = 0  # conversations sent alone
+    fallbacks: int = 0  # batches sent again one by one
+
+
+class Coalescer:
+    """Batches one model's chat completions on one event loop (`coalescer(model)`)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.supported = True  # until the server says it has no batch endpoint
+        self.stats = Stats()
+        self._groups: dict[str, _Group] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def post(self, payload: dict) -> dict:
+        """The reply to one chat completion body, sent in a batch where others join it."""
+        from magicore.agents.transport import post_chat_completion
+
+        if not self.supported or any(name in payload for name in _UNBATCHABLE):
+            return await post_chat_completion(self.model, payload)
+        params = {name: value for name, value in payload.items() if name != "messages"}
+        key = json.dumps(params, sort_keys=True, default=str)
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(params, loop.time())
+            loop.call_soon(self._check, key, group)
+        pending = _Pending(payload["messages"], loop.create_future())
+        group.members.append(pending)
+        if len(group.members) >= MAX_BATCH:
+            self._flush(key, group)
+        return await pending.future
+
+    def _check(self, key: str, group: _Group) -> None:
+        """Send the group once an iteration of the loop has passed without a new member."""
+        if self._groups.get(key) is not group:
+            return  # already sent (it was full)
+        loop = asyncio.get_running_loop()
+        if len(group.members) > group.seen and loop.time() - group.opened < MAX_WAIT:
+            group.seen = len(group.members)
+            loop.call_soon(self._check, key, group)
+            return
+        self._flush(key, group)
+
+    def _flush(self, key: str, group: _Group) -> None:
+        self._groups.pop(key, None)
+        members = [m for m in group.members if not m.future.done()]  # a cancelled branch left
+        if not members:
+            return
+        task = asyncio.ensure_future(self._send(group.params, members))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, params: dict, members: list[_Pending]) -> None:
+        from magicore.agents.transport import post_chat_completion
+
+        try:
+            if len(members) == 1 or not self.supported:
+                await self._one_by_one(params, members)
+                return
+            try:
+                reply = await post_chat_completion(self.model, {**params, "messages": [m.messages for m in members]},
+                                                   path="/chat/completions/batch")  # fmt: skip
+            except Exception as error:
+                status = getattr(error, "status_code", None) or getattr(error, "status", None)
+                if status in (404, 405):
+                    self.supported = False  # no batch endpoint here: one by one from now on
+                if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+                    self.stats.fallbacks += 1
+                    await self._one_by_one(params, members)
+                    return
+                for m in members:  # the same error for each (the SDK's errors cannot be copied)
+                    _settle(m.future, error=error)
+                return
+            self.stats.batches += 1
+            self.stats.batched += len(members)
+            for m, part in zip(members, split_reply(reply, [m.messages for m in members]), strict=True):
+                _settle(m.future, result=part)
+        except BaseException as error:  # never leave a branch waiting
+            for m in members:
+                _settle(m.future, error=error if isinstance(error, Exception) else asyncio.CancelledError())
+            if not isinstance(error, Exception):
+                raise
+
+    async def _one_by_one(self, params: dict, members: list[_Pending]) -> None:
+        from magicore.agents.transport import post_chat_completion
+
+        async def one(m: _Pending) -> None:
+            try:
+                _settle(m.future, result=await post_chat_completion(self.model, {**params, "messages": m.messages}))
+            except Exception as error:
+                _settle(m.future, error=error)
+
+        self.stats.single += len(members)
+        await asyncio.gather(*(one(m) for m in members))
+
+
+def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def split_reply(reply: dict, conversations: list[list]) -> list[dict]:
+    """One chat-completion reply per conversation of a batch reply: its choices (renumbered from
+    0) and its share of the usage. A ModelError when a choice names no conversation of the batch."""
+    from magicore.tools.errors import ModelError
+
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list):
+        raise ModelError("the model server sent a batch reply without `choices`")
+    per: list[list[dict]] = [[] for _ in conversations]
+    for choice in choices:
+        index = choice.get("index") if isinstance(choice, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(conversations):
+            raise ModelError(f"the model server sent a batch reply with a choice for conversation {index!r} "
+                             f"of {len(conversations)}")  # fmt: skip
+        choice["index"] = len(per[index])  # its place among its own conversation's choices
+        per[index].append(choice)
+    usage = reply.get("usage") or {}
+    prompt_share = _shares(int(usage.get("prompt_tokens") or 0), [_chars(c) for c in conversations])
+    completion_share = _shares(int(usage.get("completion_tokens") or 0),
+                               [sum(len(str((c.get("message") or {}).get("content") or "")) for c in own)
+                                for own in per])  # fmt: skip
+    out = []
+    for i, own in enumerate(per):
+        out.append({
+            "id": reply.get("id"),
+            "object": "chat.completion",
+            "model": reply.get("model"),
+            "choices": own,
+            "usage": {"prompt_tokens": prompt_share[i], "completion_tokens": completion_share[i],
+                      "total_tokens": prompt_share[i] + completion_share[i]},
+        })  # fmt: skip
+    return out
+
+
+def _chars(messages: list) -> int:
+    return sum(len(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
+
+
+def _shares(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights` (equally where all are 0), summing to `total`
+    (largest remainders)."""
+    if not weights:
+        return []
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        weights, weight_sum = [1] * len(weights), len(weights)
+    exact = [total * w / weight_sum for w in weights]
+    shares = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - shares[i], reverse=True)
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+#: Per event loop: {id(model): its coalescer}.
+_coalescers: LoopLocal[dict[int, Coalescer]] = LoopLocal(dict)
+
+
+async def coalescer(model) -> Coalescer:
+    """The running loop's coalescer for `model`."""
+    per_loop = await _coalescers.get()
+    found = per_loop.get(id(model))
+    if found is None or found.model is not model:
+        found = per_loop[id(model)] = Coalescer(model)
+    return found

@@ -1,0 +1,191 @@
+"""Concurrent chat completions to a vLLM server go out as one POST /v1/chat/completions/batch
+(agents/coalesce.py), against a real HTTP server that serves the endpoint as vLLM does: every
+caller gets its own answer and its share of the usage, and a server without the endpoint, one
+that refuses a conversation, or one that fails, costs no call its answer or its error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.callbacks import AsyncCallbackHandler
+
+from magicore.agents.backends import chat_model, parse_spec
+from magicore.agents.coalesce import coalescer, split_reply
+from magicore.evals.mock_server import MockServer, MockSettings
+from magicore.tools import llm
+from magicore.tools.errors import InputError, ModelError
+
+
+def echo(body: dict, _index: int) -> str:
+    """The reply names the question it answers, so a reply given to the wrong caller shows."""
+    return f"Answer to: {body['messages'][-1]['content']}"
+
+
+def _model(server: MockServer, **kwargs):
+    return chat_model(parse_spec(f"vllm:mock-model@{server.base_url}"), max_retries=0, **kwargs)
+
+
+def _paths(settings: MockSettings) -> list[int]:
+    """Conversations per request the server received: a batch's size, or 0 for a single call."""
+    return [len(body["messages"]) if isinstance(body["messages"][0], list) else 0 for body in settings.requests]
+
+
+async def _ask(model, questions, **params):
+    return await asyncio.gather(*(llm.sample(model, [("user", q)], **params) for q in questions),
+                                return_exceptions=True)  # fmt: skip
+
+
+def test_concurrent_calls_go_out_as_one_batch_and_each_gets_its_own_answer():
+    settings = MockSettings(latency=0.05, reply=echo)
+    questions = [f"question {i} " + "word " * i for i in range(20)]
+    with MockServer(settings) as server:
+        model = _model(server)
+        assert model.coalesce  # on by default for a vllm: spec
+        results = asyncio.run(_ask(model, questions, max_tokens=32))
+    assert _paths(settings) == [20]
+    for question, (completions, usage) in zip(questions, results, strict=True):
+        assert [c.text for c in completions] == [f"Answer to: {question}"]
+        assert usage.requests == 1 and usage.llm_calls == 1
+    # the server reports the batch's usage; each call carries its share, and the shares add up
+    prompt = sum(len(q.split()) for q in questions)
+    assert sum(usage.input_tokens for _, usage in results) == prompt
+    assert sum(usage.output_tokens for _, usage in results) == sum(len(echo({"messages": [{"content": q}]}, 0).split())
+                                                                   for q in questions)  # fmt: skip
+    shares = [usage.input_tokens for _, usage in results]
+    assert shares[-1] > shares[0]  # longer prompts carry more of it
+
+
+def test_calls_with_different_parameters_are_batched_apart_and_a_lone_call_is_sent_as_it_is():
+    settings = MockSettings(reply=echo)
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        async def run():
+            await asyncio.gather(_ask(model, ["a", "b", "c"], max_tokens=16), _ask(model, ["d", "e"], max_tokens=8))
+            return await _ask(model, ["alone"], max_tokens=16)
+
+        (alone,) = asyncio.run(run())
+    assert sorted(_paths(settings)) == [0, 2, 3]
+    assert _paths(settings)[-1] == 0 and settings.requests[-1]["messages"] == [{"role": "user", "content": "alone"}]
+    assert alone[0][0].text == "Answer to: alone"
+    by_size = {len(b["messages"]): b["max_tokens"] for b in settings.requests if isinstance(b["messages"][0], list)}
+    assert by_size == {3: 16, 2: 8}
+
+
+def test_n_choices_per_conversation_stay_with_their_conversation():
+    settings = MockSettings(reply=echo)
+    with MockServer(settings) as server:
+        results = asyncio.run(_ask(_model(server), ["x", "y", "z"], n=4, temperature=0.8))
+    assert _paths(settings) == [3]
+    for question, (completions, usage) in zip("xyz", results, strict=True):
+        assert [c.text for c in completions] == [f"Answer to: {question}"] * 4
+        assert usage.llm_calls == 4
+
+
+def test_a_server_without_the_batch_endpoint_answers_every_call_and_is_not_asked_again():
+    settings = MockSettings(reply=echo, batch_endpoint=False)
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        async def run():
+            first = await _ask(model, ["a", "b", "c"])
+            second = await _ask(model, ["d", "e"])
+            return first, second, (await coalescer(model)).supported
+
+        first, second, supported = asyncio.run(run())
+    assert [r[0][0].text for r in first + second] == [f"Answer to: {q}" for q in "abcde"]
+    assert not supported
+    # the refused batch (a 404, which the mock does not record), then every call on its own
+    assert _paths(settings) == [0, 0, 0, 0, 0]
+
+
+def test_a_batch_refused_for_one_conversation_fails_only_that_call():
+    settings = MockSettings(reply=echo, reject_prompt_over=5)
+    long_question = "far " * 50
+    with MockServer(settings) as server:
+        model = _model(server)
+        results = asyncio.run(_ask(model, ["short one", long_question, "short two"]))
+
+        async def still_batching():
+            return (await coalescer(model)).supported
+
+        assert asyncio.run(still_batching())  # a refused batch does not turn batching off
+    assert results[0][0][0].text == "Answer to: short one"
+    assert results[2][0][0].text == "Answer to: short two"
+    assert isinstance(results[1], ModelError) and "HTTP 400" in str(results[1])
+    assert "longer than the model's context" in str(results[1])
+    assert _paths(settings)[0] == 3 and sorted(_paths(settings)[1:]) == [0, 0, 0]
+
+
+def test_a_failing_server_fails_every_call_of_the_batch_once():
+    settings = MockSettings(mode="error500")
+    with MockServer(settings) as server:
+        results = asyncio.run(_ask(_model(server), ["a", "b", "c", "d"]))
+    assert all(isinstance(r, ModelError) and "HTTP 500" in str(r) and "model crashed" in str(r) for r in results)
+    assert _paths(settings) == [4]  # no retry storm: the batch's error reaches each call
+
+
+def test_a_cancelled_call_leaves_the_others_of_its_batch_answered():
+    settings = MockSettings(latency=0.2, reply=echo)
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        async def run():
+            tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
+            await asyncio.sleep(0.05)  # the batch is on its way
+            tasks[1].cancel()
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        results = asyncio.run(run())
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [results[0][0][0].text, results[2][0][0].text] == ["Answer to: a", "Answer to: c"]
+
+
+class Watcher(AsyncCallbackHandler):
+    def __init__(self):
+        self.starts = 0
+
+    async def on_chat_model_start(self, serialized, messages, **kwargs):
+        self.starts += 1
+
+
+def test_calls_a_callback_handler_watches_are_batched_too_and_each_is_seen():
+    settings = MockSettings(reply=echo)
+    watcher = Watcher()
+    with MockServer(settings) as server:
+        model = _model(server)
+        model.callbacks = [watcher]  # LangChain's agenerate path
+        results = asyncio.run(_ask(model, ["a", "b", "c"]))
+    assert [r[0][0].text for r in results] == ["Answer to: a", "Answer to: b", "Answer to: c"]
+    assert watcher.starts == 3
+    assert _paths(settings) == [3]
+
+
+def test_which_servers_batch(monkeypatch):
+    url = "http://127.0.0.1:9/v1"
+    assert chat_model(parse_spec(f"vllm:m@{url}")).coalesce
+    assert not chat_model(parse_spec(f"llamacpp:m@{url}")).coalesce  # no batch endpoint there
+    assert not chat_model(parse_spec(f"vllm:m@{url}"), coalesce=False).coalesce
+    monkeypatch.setenv("MAGICORE_COALESCE", "0")
+    assert not chat_model(parse_spec(f"vllm:m@{url}")).coalesce
+    monkeypatch.setenv("MAGICORE_COALESCE", "1")
+    assert chat_model(parse_spec(f"sglang:m@{url}")).coalesce
+    monkeypatch.setenv("MAGICORE_COALESCE", "maybe")
+    with pytest.raises(InputError, match="MAGICORE_COALESCE must be 1 or 0"):
+        chat_model(parse_spec(f"vllm:m@{url}"))
+
+
+def test_a_batch_reply_that_does_not_fit_its_conversations_is_an_error():
+    conversations = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]]
+    with pytest.raises(ModelError, match="conversation 2 of 2"):
+        split_reply({"choices": [{"index": 2, "message": {"content": "x"}}]}, conversations)
+    with pytest.raises(ModelError, match="without `choices`"):
+        split_reply({"usage": {}}, conversations)
+    # a conversation the server gave no choice gets a reply without choices, which its call
+    # reports as "no choices" (agents/transport.py)
+    parts = split_reply({"choices": [{"index": 0, "message": {"content": "x"}}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}}, conversations)  # fmt: skip
+    assert [len(p["choices"]) for p in parts] == [1, 0]
+    assert sum(p["usage"]["prompt_tokens"] for p in parts) == 3
+    assert [p["usage"]["completion_tokens"] for p in parts] == [1, 0]
