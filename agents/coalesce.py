@@ -15,9 +15,14 @@ batch as soon as the loop has run an iteration without a new one (or after `MAX_
 branch still makes its own call, holds its own in-flight slot (tools/inflight.py bounds
 conversations, not HTTP requests), keeps its span, its retries and its checkpoint.
 
-What a batch cannot say exactly is each conversation's usage: the server reports the batch's
-prompt and completion tokens in total, and each reply carries its share in proportion to the
-characters of its prompt and of its completions (the totals stay exact).
+What a batch cannot say is each conversation's usage: the server reports the batch's prompt and
+completion tokens in total, and each reply carries a share in proportion to the characters of its
+prompt and of its completions. So that every figure magicore reports stays exact, a batch never
+mixes calls that are counted apart: calls join only calls of the same run (`run_scope`, which
+`asolve`, `magicore bench` and the chat app open around each question and sample), of the same
+graph node (whose calls are counted under one role) and of the same `track_usage` scopes. Only a span's per-call token counts are shares. Calls
+made outside any run scope (a graph you invoke yourself, `sample` called directly) batch with
+each other; wrap each run in `run_scope()` to keep its totals exact.
 
 A server without the endpoint answers 404 or 405: the coalescer sends those bodies one by one and
 does not batch for that model again. A batch the server rejects with another 4xx (one
@@ -32,10 +37,14 @@ sit under the graph's branches (a batching Runnable would need the wave in one n
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from magicore.tools.loop_local import LoopLocal
+from magicore.tools.usage import active_handlers
 
 #: The largest batch: vLLM's default max_num_seqs, beyond which it queues anyway.
 MAX_BATCH = 256
@@ -88,7 +97,8 @@ class Coalescer:
         if not self.supported or any(name in payload for name in _UNBATCHABLE):
             return await post_chat_completion(self.model, payload)
         params = {name: value for name, value in payload.items() if name != "messages"}
-        key = json.dumps(params, sort_keys=True, default=str)
+        # never mix calls counted apart: runs, graph nodes, `track_usage` scopes
+        key = f"{id(_scope.get())} {_node()} {id(active_handlers())} {json.dumps(params, sort_keys=True, default=str)}"
         loop = asyncio.get_running_loop()
         group = self._groups.get(key)
         if group is None:
@@ -96,8 +106,8 @@ class Coalescer:
             loop.call_soon(self._check, key, group)
         pending = _Pending(payload["messages"], loop.create_future())
         group.members.append(pending)
-        if len(group.members) >= MAX_BATCH:
-            self._flush(key, group)
+        if len(group.members) >= MAX_BATCH or loop.time() - group.opened >= MAX_WAIT:
+            self._flush(key, group)  # full, or the first has waited long enough: the server can start
         return await pending.future
 
     def _check(self, key: str, group: _Group) -> None:
@@ -225,6 +235,31 @@ def _shares(total: int, weights: list[int]) -> list[int]:
     for i in order[: total - sum(shares)]:
         shares[i] += 1
     return shares
+
+
+class _Run:
+    """One run's identity (an object, so that two runs never share it)."""
+
+
+_scope: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("magicore_coalesce_run", default=None)
+
+
+@contextlib.contextmanager
+def run_scope() -> Iterator[None]:
+    """Calls made inside (and in the tasks it starts) are batched only with each other."""
+    token = _scope.set(_Run())
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def _node() -> str | None:
+    """The LangGraph node the call is made from (its calls are counted under one role)."""
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    config = var_child_runnable_config.get()
+    return (config.get("metadata") or {}).get("langgraph_node") if config else None
 
 
 #: Per event loop: {id(model): its coalescer}.

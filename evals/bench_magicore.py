@@ -15,6 +15,7 @@ import asyncio
 import json
 import time
 
+from magicore.agents.coalesce import run_scope
 from magicore.evals.bench_store import JsonlLog, make_record, write_json_atomic
 from magicore.evals.datasets import FAMILIES
 from magicore.evals.grading import graded
@@ -138,8 +139,9 @@ async def _stream(graph, inputs, config: dict) -> dict:
     # stores always follow their checkpoint; the default ("async") may store them first, and a
     # crash then orphans them and the node (the Solver's sampling, say) runs again.
     state: dict = {}
-    async for chunk in graph.astream(inputs, config, stream_mode="values", durability="sync"):
-        state = chunk
+    with run_scope():  # a batch of model calls never mixes two problems' usage (agents/coalesce.py)
+        async for chunk in graph.astream(inputs, config, stream_mode="values", durability="sync"):
+            state = chunk
     return state
 
 

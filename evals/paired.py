@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magicore.agents.chain import Chain
+from magicore.agents.coalesce import run_scope
 from magicore.agents.prompts import choice_letters, detect_family
 from magicore.agents.solver import Solver, SolverResult
 from magicore.evals.bench_store import JsonlLog
@@ -177,7 +178,8 @@ async def sample_missing(solver: Solver, problem: Problem, entry: dict | None, k
     async def one(i: int) -> dict:
         if i in partial:
             return partial[i]
-        result = await solver.asolve(problem.question, k=1, family=family, seed=sample_seed + i)
+        with run_scope():  # the chain's own cost stays exact where calls go in batches
+            result = await solver.asolve(problem.question, k=1, family=family, seed=sample_seed + i)
         chain = result.chains[0]
         sampled = {"text": chain.text, "finish_reason": chain.finish_reason, "seed": sample_seed + i,
                    "usage": usage_dict(result.usage)}  # fmt: skip

@@ -8,6 +8,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from magicore.agents.coalesce import run_scope
 from magicore.agents.questions import check_question
 from magicore.graphs.build import build_graph
 from magicore.graphs.config import MethodConfig
@@ -83,7 +84,8 @@ async def asolve(
     if calibration:
         inputs["calibration"] = calibration
     method_name = graph.name.removeprefix("magicore-") if graph.name else method
-    with workflow_span(method_name, question, session_id=session_id) as span, inflight.track() as servers:
+    with workflow_span(method_name, question, session_id=session_id) as span, inflight.track() as servers, \
+            run_scope():  # a batch of model calls never mixes two runs' usage (agents/coalesce.py)
         started = time.perf_counter()
         state: dict[str, Any] = {}
         modes = ["custom", "values", *(["messages"] if on_token is not None else [])]

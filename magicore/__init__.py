@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from magicore.agents.backends import chat_model
+    from magicore.agents.coalesce import run_scope
     from magicore.graphs.api import asolve, solve
     from magicore.graphs.build import build_graph
     from magicore.graphs.checkpoint import serializer
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from magicore.graphs.state import GraphInput, GraphOutput
 
 __all__ = ["GraphInput", "GraphOutput", "MethodConfig", "RunResult", "__version__", "asolve", "build_graph",
-           "chat_model", "serializer", "solve"]  # fmt: skip
+           "chat_model", "run_scope", "serializer", "solve"]  # fmt: skip
 
 _EXPORTS = {
     "build_graph": "magicore.graphs.build",
@@ -37,6 +38,7 @@ _EXPORTS = {
     "GraphInput": "magicore.graphs.state",
     "GraphOutput": "magicore.graphs.state",
     "serializer": "magicore.graphs.checkpoint",
+    "run_scope": "magicore.agents.coalesce",
 }
 
 

@@ -21,7 +21,8 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 @dataclass
 class Usage:
     """What calls cost. `llm_calls` counts completions (an n=k request counts k);
-    `requests` counts HTTP requests."""
+    `requests` counts requests for completions (a call sent in a batch with others still counts
+    one: agents/coalesce.py)."""
 
     llm_calls: int = 0
     requests: int = 0
