@@ -3,10 +3,10 @@
 A MAgICoRe round sends one review and one refinement per chain, each from its own graph branch;
 16 problems at k = 32 make waves of 512 requests, and at that scale the client's cost per HTTP
 request (building, sending and reading it, about a quarter of magicore's CPU per request) and the
-server's own per-request work add up. vLLM serves `POST /v1/chat/completions/batch` (since
-v0.19): the body of a chat completion whose `messages` is a list of conversations, answered with
-one choice per conversation (`n` per conversation), `choices[i].index` naming its conversation,
-and the usage of the whole batch.
+server's own per-request work add up. vLLM serves `POST /v1/chat/completions/batch`
+(vllm-project/vllm#38011): the body of a chat completion whose `messages` is a list of
+conversations, answered with one choice per conversation (`n` per conversation),
+`choices[i].index` naming its conversation, and the usage of the whole batch.
 
 `Coalescer.post` takes the body of one chat completion and returns the reply to it, as
 `post_chat_completion` does. Bodies that differ only in their messages, arriving while the

@@ -13,6 +13,10 @@ import yaml
 from jinja2 import Environment, StrictUndefined, Template, meta
 
 _env = Environment(undefined=StrictUndefined, autoescape=False)
+# The prompts use none of Jinja's default globals (range, dict, lipsum, cycler, joiner, namespace),
+# and every render merges them into its context: without them a render takes about 9 us instead
+# of 15 (a Reviewer's or Refiner's prompt is rendered once per chain per round).
+_env.globals.clear()
 
 
 @lru_cache(maxsize=None)
