@@ -20,15 +20,19 @@ completion tokens in total, and each reply carries a share in proportion to the 
 prompt and of its completions. So that every figure magicore reports stays exact, a batch never
 mixes calls that are counted apart: calls join only calls of the same run (`run_scope`, which
 `asolve`, `magicore bench` and the chat app open around each question and sample), of the same
-graph node (whose calls are counted under one role) and of the same `track_usage` scopes. Only a span's per-call token counts are shares. Calls
-made outside any run scope (a graph you invoke yourself, `sample` called directly) batch with
-each other; wrap each run in `run_scope()` to keep its totals exact.
+graph node (whose calls are counted under one role) and of the same `track_usage` scopes. Only a
+span's per-call token counts are shares. Calls made outside any run scope (a graph you invoke
+yourself, `sample` called directly) batch with each other; wrap each run in `run_scope()` to
+keep its totals exact.
 
 A server without the endpoint answers 404 or 405: the coalescer sends those bodies one by one and
 does not batch for that model again. A batch the server rejects with another 4xx (one
 conversation too long fails vLLM's whole batch) is sent again one by one, so only the bad
-conversation fails. Timeouts, connection failures and 5xx after their retries reach every
-conversation of the batch, as they would have reached each of them.
+conversation fails; if every one then goes through, the endpoint refuses those parameters, and
+calls with them are sent alone from then on. Timeouts, connection failures and 5xx after their
+retries reach every conversation of the batch, as they would have reached each of them. A call
+cancelled while it waits leaves the others of its batch answered; when every call of a batch has
+been cancelled, its request is stopped, as a cancelled call's own request would be.
 
 Hand-written: LangChain and the openai SDK send one conversation per request, and this has to
 sit under the graph's branches (a batching Runnable would need the wave in one node).
@@ -60,6 +64,8 @@ _UNBATCHABLE = ("tools", "functions", "tool_choice", "stream", "response_format"
 class _Pending:
     messages: list
     future: asyncio.Future
+    batch: list[_Pending] | None = None  # the members it was sent with
+    task: asyncio.Task | None = None  # the task sending them
 
 
 @dataclass
@@ -89,6 +95,7 @@ class Coalescer:
         self.stats = Stats()
         self._groups: dict[str, _Group] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._refused: set[str] = set()  # parameters the batch endpoint refused and single calls took
 
     async def post(self, payload: dict) -> dict:
         """The reply to one chat completion body, sent in a batch where others join it."""
@@ -97,8 +104,11 @@ class Coalescer:
         if not self.supported or any(name in payload for name in _UNBATCHABLE):
             return await post_chat_completion(self.model, payload)
         params = {name: value for name, value in payload.items() if name != "messages"}
+        described = json.dumps(params, sort_keys=True, default=str)
+        if described in self._refused:
+            return await post_chat_completion(self.model, payload)
         # never mix calls counted apart: runs, graph nodes, `track_usage` scopes
-        key = f"{id(_scope.get())} {_node()} {id(active_handlers())} {json.dumps(params, sort_keys=True, default=str)}"
+        key = f"{id(_scope.get())} {_node()} {id(active_handlers())} {described}"
         loop = asyncio.get_running_loop()
         group = self._groups.get(key)
         if group is None:
@@ -108,7 +118,13 @@ class Coalescer:
         group.members.append(pending)
         if len(group.members) >= MAX_BATCH or loop.time() - group.opened >= MAX_WAIT:
             self._flush(key, group)  # full, or the first has waited long enough: the server can start
-        return await pending.future
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            # the last of its batch to leave stops the request, as a cancelled call's own would stop
+            if pending.task is not None and all(m.future.cancelled() for m in pending.batch or ()):
+                pending.task.cancel()
+            raise
 
     def _check(self, key: str, group: _Group) -> None:
         """Send the group once an iteration of the loop has passed without a new member."""
@@ -129,6 +145,8 @@ class Coalescer:
         task = asyncio.ensure_future(self._send(group.params, members))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        for m in members:
+            m.batch, m.task = members, task
 
     async def _send(self, params: dict, members: list[_Pending]) -> None:
         from magicore.agents.transport import post_chat_completion
@@ -146,7 +164,9 @@ class Coalescer:
                     self.supported = False  # no batch endpoint here: one by one from now on
                 if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
                     self.stats.fallbacks += 1
-                    await self._one_by_one(params, members)
+                    if await self._one_by_one(params, members) and status not in (404, 405):
+                        # every call went through alone: the endpoint refuses these parameters
+                        self._refused.add(json.dumps(params, sort_keys=True, default=str))
                     return
                 for m in members:  # the same error for each (the SDK's errors cannot be copied)
                     _settle(m.future, error=error)
@@ -161,17 +181,22 @@ class Coalescer:
             if not isinstance(error, Exception):
                 raise
 
-    async def _one_by_one(self, params: dict, members: list[_Pending]) -> None:
+    async def _one_by_one(self, params: dict, members: list[_Pending]) -> bool:
+        """Send each member alone; whether every one was answered."""
         from magicore.agents.transport import post_chat_completion
 
-        async def one(m: _Pending) -> None:
+        async def one(m: _Pending) -> bool:
+            if m.future.done():  # its call was cancelled
+                return False
             try:
                 _settle(m.future, result=await post_chat_completion(self.model, {**params, "messages": m.messages}))
+                return True
             except Exception as error:
                 _settle(m.future, error=error)
+                return False
 
         self.stats.single += len(members)
-        await asyncio.gather(*(one(m) for m in members))
+        return all(await asyncio.gather(*(one(m) for m in members)))
 
 
 def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:

@@ -40,6 +40,7 @@ class MockSettings:
     failures: int | None = None  # rate_limited: how many requests it refuses (None: all)
     batch_endpoint: bool = True  # serve POST /v1/chat/completions/batch, as vLLM does
     reject_prompt_over: int | None = None  # a prompt of more words is refused (400; a whole batch with it)
+    batch_refuses: tuple[str, ...] = ()  # request fields the batch endpoint refuses (400)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -92,8 +93,9 @@ class MockServer:
         if not isinstance(conversations, list) or not all(isinstance(c, list) for c in conversations):
             return web.json_response({"error": {"message": "messages must be a list of conversations",
                                                 "type": "BadRequestError"}}, status=400)  # fmt: skip
-        if body.get("stream"):
-            return web.json_response({"error": {"message": "streaming is not supported in batch mode",
+        refused = [name for name in ("stream", *s.batch_refuses) if body.get(name)]
+        if refused:
+            return web.json_response({"error": {"message": f"{refused[0]} is not supported in batch mode",
                                                 "type": "BadRequestError"}}, status=400)  # fmt: skip
         failed = await self._failure(request)
         if failed is not None:

@@ -142,6 +142,43 @@ def test_a_cancelled_call_leaves_the_others_of_its_batch_answered():
     assert [results[0][0][0].text, results[2][0][0].text] == ["Answer to: a", "Answer to: c"]
 
 
+def test_parameters_the_batch_endpoint_refuses_are_sent_alone_from_then_on():
+    settings = MockSettings(reply=echo, batch_refuses=("logprobs",))
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        async def run():
+            first = await _ask(model, ["a", "b"], logprobs=True)
+            second = await _ask(model, ["c", "d"], logprobs=True)
+            plain = await _ask(model, ["e", "f"])
+            return first + second + plain
+
+        results = asyncio.run(run())
+    assert [r[0][0].text for r in results] == [f"Answer to: {q}" for q in "abcdef"]
+    # the refused batch (recorded), its two calls alone, the next two alone, then a batch again
+    assert _paths(settings) == [2, 0, 0, 0, 0, 2]
+
+
+def test_a_batch_whose_calls_are_all_cancelled_stops_its_request():
+    settings = MockSettings(latency=5.0, reply=echo)
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        async def run():
+            tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
+            await asyncio.sleep(0.2)  # the batch is on its way
+            coalescing = await coalescer(model)
+            assert len(coalescing._tasks) == 1
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.1)
+            return len(coalescing._tasks)  # counted now: asyncio.run cancels what is left when it ends
+
+        assert asyncio.run(run()) == 0  # its request was stopped, not left to be answered 5 s later
+    assert _paths(settings) == [3]
+
+
 class Watcher(AsyncCallbackHandler):
     def __init__(self):
         self.starts = 0
