@@ -11,28 +11,32 @@ conversations, answered with one choice per conversation (`n` per conversation),
 `Coalescer.post` takes the body of one chat completion and returns the reply to it, as
 `post_chat_completion` does. Bodies that differ only in their messages, arriving while the
 event loop is busy (a wave's branches start one after another without waiting), go out as one
-batch as soon as the loop has run an iteration without a new one (or after `MAX_WAIT`). The graph does not change: each
-branch still makes its own call, holds its own in-flight slot (tools/inflight.py bounds
-conversations, not HTTP requests), keeps its span, its retries and its checkpoint.
+batch as soon as the loop has run an iteration without a new one (or after `MAX_WAIT`). The
+graph does not change: each branch still makes its own call, holds its own in-flight slot
+(tools/inflight.py bounds conversations, not HTTP requests), keeps its span, its node's
+RetryPolicy and its checkpoint; the HTTP retries are the batch's.
 
 What a batch cannot say is each conversation's usage: the server reports the batch's prompt and
 completion tokens in total, and each reply carries a share in proportion to the characters of its
 prompt and of its completions. So that every figure magicore reports stays exact, a batch never
-mixes calls that are counted apart: calls join only calls of the same run (`run_scope`, which
-`asolve`, `magicore bench` and the chat app open around each question and sample), of the same
-graph node (whose calls are counted under one role) and of the same `track_usage` scopes. Only a
-span's per-call token counts are shares. Calls made outside any run scope (a graph you invoke
-yourself, `sample` called directly) batch with each other; wrap each run in `run_scope()` to
-keep its totals exact.
+mixes calls that are counted apart: calls join only calls of the same run, of the same graph node
+(whose calls are counted under one role) and of the same `track_usage` scopes. A run is a
+`run_scope` (which `asolve`, `magicore bench` and the chat app open around each question, and the
+paired sampler around each chain), else the LangGraph thread the call runs in (`thread_id`; the
+LangGraph server gives every run one); a call in neither is sent alone. Only spans' per-call token
+counts (the `chat` span's, and the Reviewer's or Refiner's span around it) are shares.
 
-A server without the endpoint answers 404 or 405: the coalescer sends those bodies one by one and
-does not batch for that model again. A batch the server rejects with another 4xx (one
-conversation too long fails vLLM's whole batch) is sent again one by one, so only the bad
-conversation fails; if every one then goes through, the endpoint refuses those parameters, and
-calls with them are sent alone from then on. Timeouts, connection failures and 5xx after their
-retries reach every conversation of the batch, as they would have reached each of them. A call
-cancelled while it waits leaves the others of its batch answered; when every call of a batch has
-been cancelled, its request is stopped, as a cancelled call's own request would be.
+A server without the endpoint answers 404, 405 or 501: the coalescer sends those bodies one by one
+and does not batch for that model again. A batch the server refuses (another 4xx: one
+conversation too long fails vLLM's whole batch) or fails (a 5xx after the retries: vLLM fails a
+whole batch for one conversation's error) is sent again one call at a time, so only a bad one
+fails; if after a 400 or 422 every call goes through alone, the endpoint refuses those
+parameters, and calls with them are sent alone from then on. A timeout, a connection failure, a
+429 or a 503 after the retries reaches every call of the batch. The batch shares one timeout
+budget and one set of retries: a conversation that writes for longer than the timeout fails its
+batch's others too. A call cancelled while it waits leaves the others of its batch answered;
+when every call of a batch has been cancelled, its request is stopped, as a cancelled call's
+own request would be.
 
 Hand-written: LangChain and the openai SDK send one conversation per request, and this has to
 sit under the graph's branches (a batching Runnable would need the wave in one node).
@@ -43,7 +47,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 import json
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -56,7 +62,8 @@ MAX_BATCH = 256
 #: iteration without a new member, or when its first member has waited this long, so a steady
 #: stream of calls (many problems at different stages) is not held back.
 MAX_WAIT = 0.01
-#: Request fields vLLM's batch endpoint refuses (tool use, streaming, structured output).
+#: Request fields not batched: vLLM's batch endpoint refuses tools and streaming, and structured
+#: output goes through LangChain's own path anyway.
 _UNBATCHABLE = ("tools", "functions", "tool_choice", "stream", "response_format")
 
 
@@ -90,12 +97,19 @@ class Coalescer:
     """Batches one model's chat completions on one event loop (`coalescer(model)`)."""
 
     def __init__(self, model) -> None:
-        self.model = model
+        self._model = weakref.ref(model)  # the per-loop table must not keep a model alive
         self.supported = True  # until the server says it has no batch endpoint
         self.stats = Stats()
         self._groups: dict[str, _Group] = {}
         self._tasks: set[asyncio.Task] = set()
         self._refused: set[str] = set()  # parameters the batch endpoint refused and single calls took
+
+    @property
+    def model(self):
+        model = self._model()
+        if model is None:  # pragma: no cover - a call in flight holds its model
+            raise RuntimeError("the model of this coalescer is gone")
+        return model
 
     async def post(self, payload: dict) -> dict:
         """The reply to one chat completion body, sent in a batch where others join it."""
@@ -103,12 +117,13 @@ class Coalescer:
 
         if not self.supported or any(name in payload for name in _UNBATCHABLE):
             return await post_chat_completion(self.model, payload)
+        run = _run()
         params = {name: value for name, value in payload.items() if name != "messages"}
         described = json.dumps(params, sort_keys=True, default=str)
-        if described in self._refused:
+        if run is None or described in self._refused:  # no run to keep its usage apart: alone
             return await post_chat_completion(self.model, payload)
         # never mix calls counted apart: runs, graph nodes, `track_usage` scopes
-        key = f"{id(_scope.get())} {_node()} {id(active_handlers())} {described}"
+        key = f"{run} {_node()} {id(active_handlers())} {described}"
         loop = asyncio.get_running_loop()
         group = self._groups.get(key)
         if group is None:
@@ -160,16 +175,18 @@ class Coalescer:
                                                    path="/chat/completions/batch")  # fmt: skip
             except Exception as error:
                 status = getattr(error, "status_code", None) or getattr(error, "status", None)
-                if status in (404, 405):
+                if status in (404, 405, 501):
                     self.supported = False  # no batch endpoint here: one by one from now on
-                if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+                if isinstance(status, int) and status >= 400 and status not in (408, 429, 503):
+                    # refused, or failed by the server (vLLM fails a whole batch for one
+                    # conversation's error): each call alone, so only a bad one fails
                     self.stats.fallbacks += 1
-                    if await self._one_by_one(params, members) and status not in (404, 405):
+                    if await self._one_by_one(params, members) and status in (400, 422):
                         # every call went through alone: the endpoint refuses these parameters
                         self._refused.add(json.dumps(params, sort_keys=True, default=str))
                     return
-                for m in members:  # the same error for each (the SDK's errors cannot be copied)
-                    _settle(m.future, error=error)
+                for m in members:  # timed out, unreachable or busy: what each call would have met
+                    _settle(m.future, error=_own_copy(error))
                 return
             self.stats.batches += 1
             self.stats.batched += len(members)
@@ -177,7 +194,7 @@ class Coalescer:
                 _settle(m.future, result=part)
         except BaseException as error:  # never leave a branch waiting
             for m in members:
-                _settle(m.future, error=error if isinstance(error, Exception) else asyncio.CancelledError())
+                _settle(m.future, error=_own_copy(error) if isinstance(error, Exception) else asyncio.CancelledError())
             if not isinstance(error, Exception):
                 raise
 
@@ -197,6 +214,15 @@ class Coalescer:
 
         self.stats.single += len(members)
         return all(await asyncio.gather(*(one(m) for m in members)))
+
+
+def _own_copy(error: Exception) -> Exception:
+    """A copy of `error` for one call (LangGraph adds a note to the error each branch raises), or
+    the error itself where it cannot be copied (the openai SDK's: tools/llm.py wraps those in a
+    new ModelError per call)."""
+    from magicore.tools.errors import ModelError
+
+    return copy.copy(error) if isinstance(error, ModelError) else error
 
 
 def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:
@@ -279,15 +305,28 @@ def run_scope() -> Iterator[None]:
         _scope.reset(token)
 
 
-def _node() -> str | None:
-    """The LangGraph node the call is made from (its calls are counted under one role)."""
+def _config() -> dict:
     from langchain_core.runnables.config import var_child_runnable_config
 
-    config = var_child_runnable_config.get()
-    return (config.get("metadata") or {}).get("langgraph_node") if config else None
+    return var_child_runnable_config.get() or {}
 
 
-#: Per event loop: {id(model): its coalescer}.
+def _run() -> str | None:
+    """The run the call belongs to: a `run_scope`, else the LangGraph thread it runs in (the
+    LangGraph server gives every run one), else None (the call is sent alone)."""
+    scope = _scope.get()
+    if scope is not None:
+        return f"scope {id(scope)}"
+    thread = (_config().get("configurable") or {}).get("thread_id")
+    return None if thread is None else f"thread {thread}"
+
+
+def _node() -> str | None:
+    """The LangGraph node the call is made from (its calls are counted under one role)."""
+    return (_config().get("metadata") or {}).get("langgraph_node")
+
+
+#: Per event loop: {id(model): its coalescer}; an entry goes when its model does.
 _coalescers: LoopLocal[dict[int, Coalescer]] = LoopLocal(dict)
 
 
@@ -295,6 +334,7 @@ async def coalescer(model) -> Coalescer:
     """The running loop's coalescer for `model`."""
     per_loop = await _coalescers.get()
     found = per_loop.get(id(model))
-    if found is None or found.model is not model:
+    if found is None or found._model() is not model:
         found = per_loop[id(model)] = Coalescer(model)
+        weakref.finalize(model, per_loop.pop, id(model), None)
     return found

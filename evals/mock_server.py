@@ -41,6 +41,7 @@ class MockSettings:
     batch_endpoint: bool = True  # serve POST /v1/chat/completions/batch, as vLLM does
     reject_prompt_over: int | None = None  # a prompt of more words is refused (400; a whole batch with it)
     batch_refuses: tuple[str, ...] = ()  # request fields the batch endpoint refuses (400)
+    batch_status: int | None = None  # the batch endpoint answers every request with this status
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -93,6 +94,9 @@ class MockServer:
         if not isinstance(conversations, list) or not all(isinstance(c, list) for c in conversations):
             return web.json_response({"error": {"message": "messages must be a list of conversations",
                                                 "type": "BadRequestError"}}, status=400)  # fmt: skip
+        if s.batch_status is not None:
+            return web.json_response({"error": {"message": f"batch endpoint answers {s.batch_status}",
+                                                "type": "BatchError"}}, status=s.batch_status)  # fmt: skip
         refused = [name for name in ("stream", *s.batch_refuses) if body.get(name)]
         if refused:
             return web.json_response({"error": {"message": f"{refused[0]} is not supported in batch mode",

@@ -6,15 +6,20 @@ that refuses a conversation, or one that fails, costs no call its answer or its 
 from __future__ import annotations
 
 import asyncio
+import operator
+from typing import Annotated, TypedDict
 
 import pytest
 from langchain_core.callbacks import AsyncCallbackHandler
+from langgraph.graph import START, StateGraph
 
 from magicore.agents.backends import chat_model, parse_spec
-from magicore.agents.coalesce import coalescer, split_reply
+from magicore.agents import coalesce
+from magicore.agents.coalesce import coalescer, run_scope, split_reply
 from magicore.evals.mock_server import MockServer, MockSettings
 from magicore.tools import llm
 from magicore.tools.errors import InputError, ModelError
+from magicore.tools.usage import track_usage
 
 
 def echo(body: dict, _index: int) -> str:
@@ -23,7 +28,7 @@ def echo(body: dict, _index: int) -> str:
 
 
 def _model(server: MockServer, **kwargs):
-    return chat_model(parse_spec(f"vllm:mock-model@{server.base_url}"), max_retries=0, **kwargs)
+    return chat_model(parse_spec(f"vllm:mock-model@{server.base_url}"), **{"max_retries": 0, **kwargs})
 
 
 def _paths(settings: MockSettings) -> list[int]:
@@ -32,8 +37,10 @@ def _paths(settings: MockSettings) -> list[int]:
 
 
 async def _ask(model, questions, **params):
-    return await asyncio.gather(*(llm.sample(model, [("user", q)], **params) for q in questions),
-                                return_exceptions=True)  # fmt: skip
+    """The questions asked at once, as one run's calls (calls outside any run are sent alone)."""
+    with run_scope():
+        return await asyncio.gather(*(llm.sample(model, [("user", q)], **params) for q in questions),
+                                    return_exceptions=True)  # fmt: skip
 
 
 def test_concurrent_calls_go_out_as_one_batch_and_each_gets_its_own_answer():
@@ -100,6 +107,99 @@ def test_a_server_without_the_batch_endpoint_answers_every_call_and_is_not_asked
     assert _paths(settings) == [0, 0, 0, 0, 0]
 
 
+def test_a_server_answering_404_or_501_for_the_batch_endpoint_is_asked_once():
+    for status in (404, 501):
+        settings = MockSettings(reply=echo, batch_status=status)
+        with MockServer(settings) as server:
+            model = _model(server, max_retries=1)
+
+            async def run():
+                return await _ask(model, ["a", "b", "c"]) + await _ask(model, ["d", "e"])
+
+            results = asyncio.run(run())
+        assert [r[0][0].text for r in results] == [f"Answer to: {q}" for q in "abcde"]
+        tries = [3] if status == 404 else [3, 3]  # a 5xx is retried (the openai SDK's rule)
+        assert _paths(settings) == [*tries, 0, 0, 0, 0, 0], status  # then every call alone
+
+
+def test_a_batch_the_server_fails_is_sent_again_call_by_call():
+    settings = MockSettings(reply=echo, batch_status=500)
+    with MockServer(settings) as server:
+        results = asyncio.run(_ask(_model(server, max_retries=1), ["a", "b", "c"]))
+    assert [r[0][0].text for r in results] == ["Answer to: a", "Answer to: b", "Answer to: c"]
+    assert _paths(settings) == [3, 3, 0, 0, 0]  # the batch and its retry, then each call alone
+
+
+def test_a_timed_out_batch_fails_each_call_with_its_own_error():
+    settings = MockSettings(mode="hang")
+    with MockServer(settings) as server:
+        results = asyncio.run(_ask(_model(server, timeout=0.5), ["a", "b", "c"]))
+    assert all(isinstance(r, ModelError) and "did not answer within" in str(r) for r in results)
+    assert len({id(r.__cause__ or r) for r in results}) == 3  # LangGraph notes each branch's error
+    assert _paths(settings) == [3]
+
+
+def test_a_batch_is_at_most_max_batch_calls(monkeypatch):
+    monkeypatch.setattr(coalesce, "MAX_BATCH", 3)
+    settings = MockSettings(reply=echo)
+    with MockServer(settings) as server:
+        results = asyncio.run(_ask(_model(server), list("abcdefg")))
+    assert [r[0][0].text for r in results] == [f"Answer to: {q}" for q in "abcdefg"]
+    assert sorted(_paths(settings)) == [0, 3, 3]
+
+
+def test_calls_are_batched_only_with_calls_counted_with_them():
+    settings = MockSettings(reply=echo)
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        async def counted_apart():
+            async def scope_of(questions):
+                with track_usage():
+                    return await asyncio.gather(*(llm.sample(model, [("user", q)]) for q in questions))
+
+            with run_scope():
+                await asyncio.gather(scope_of(["a", "b"]), scope_of(["c", "d"]))  # two usage scopes
+            await asyncio.gather(_ask(model, ["e", "f"]), _ask(model, ["g", "h"]))  # two runs
+            await asyncio.gather(*(llm.sample(model, [("user", q)]) for q in "ij"))  # no run: alone
+
+        asyncio.run(counted_apart())
+    assert _paths(settings) == [2, 2, 2, 2, 0, 0]
+
+
+class ThreadState(TypedDict):
+    texts: Annotated[list, operator.add]
+
+
+def test_a_langgraph_thread_is_a_run_and_its_nodes_are_batched_apart():
+    settings = MockSettings(reply=echo)
+
+    with MockServer(settings) as server:
+        model = _model(server)
+
+        def node(name):
+            async def ask(state: ThreadState) -> dict:
+                got = await asyncio.gather(*(llm.sample(model, [("user", f"{name}{i}")]) for i in range(2)))
+                return {"texts": [c[0].text for c, _ in got]}
+            return ask
+
+        builder = StateGraph(ThreadState)
+        builder.add_node("x", node("x"))
+        builder.add_node("y", node("y"))
+        builder.add_edge(START, "x")
+        builder.add_edge(START, "y")  # x and y run in the same step
+        graph = builder.compile()
+
+        async def run():
+            return await asyncio.gather(*(graph.ainvoke({"texts": []}, {"configurable": {"thread_id": t}})
+                                          for t in ("one", "two")))  # fmt: skip
+
+        finals = asyncio.run(run())
+    assert all(sorted(f["texts"]) == ["Answer to: x0", "Answer to: x1", "Answer to: y0", "Answer to: y1"]
+               for f in finals)  # fmt: skip
+    assert _paths(settings) == [2, 2, 2, 2]  # per thread, per node
+
+
 def test_a_batch_refused_for_one_conversation_fails_only_that_call():
     settings = MockSettings(reply=echo, reject_prompt_over=5)
     long_question = "far " * 50
@@ -118,12 +218,12 @@ def test_a_batch_refused_for_one_conversation_fails_only_that_call():
     assert _paths(settings)[0] == 3 and sorted(_paths(settings)[1:]) == [0, 0, 0]
 
 
-def test_a_failing_server_fails_every_call_of_the_batch_once():
+def test_a_failing_server_fails_every_call_after_trying_each_alone():
     settings = MockSettings(mode="error500")
     with MockServer(settings) as server:
         results = asyncio.run(_ask(_model(server), ["a", "b", "c", "d"]))
     assert all(isinstance(r, ModelError) and "HTTP 500" in str(r) and "model crashed" in str(r) for r in results)
-    assert _paths(settings) == [4]  # no retry storm: the batch's error reaches each call
+    assert _paths(settings) == [4, 0, 0, 0, 0]  # the batch, then each call once (max_retries=0)
 
 
 def test_a_cancelled_call_leaves_the_others_of_its_batch_answered():
@@ -132,7 +232,8 @@ def test_a_cancelled_call_leaves_the_others_of_its_batch_answered():
         model = _model(server)
 
         async def run():
-            tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
+            with run_scope():
+                tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
             await asyncio.sleep(0.05)  # the batch is on its way
             tasks[1].cancel()
             return await asyncio.gather(*tasks, return_exceptions=True)
@@ -165,7 +266,8 @@ def test_a_batch_whose_calls_are_all_cancelled_stops_its_request():
         model = _model(server)
 
         async def run():
-            tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
+            with run_scope():
+                tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
             await asyncio.sleep(0.2)  # the batch is on its way
             coalescing = await coalescer(model)
             assert len(coalescing._tasks) == 1
