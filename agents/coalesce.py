@@ -4,9 +4,10 @@ A MAgICoRe round sends one review and one refinement per chain, each from its ow
 16 problems at k = 32 make waves of 512 requests, and at that scale the client's cost per HTTP
 request (building, sending and reading it, about a quarter of magicore's CPU per request) and the
 server's own per-request work add up. vLLM serves `POST /v1/chat/completions/batch`
-(vllm-project/vllm#38011): the body of a chat completion whose `messages` is a list of
-conversations, answered with one choice per conversation (`n` per conversation),
-`choices[i].index` naming its conversation, and the usage of the whole batch.
+(vllm-project/vllm#38011; in vLLM 0.32): the body of a chat completion whose `messages` is a
+list of conversations (with `n` = 1), answered with one choice per conversation, `choices[i].index`
+naming its conversation, and the usage of the whole batch. A call asking for n > 1 (the Solver's
+one request per question) is sent alone.
 
 `Coalescer.post` takes the body of one chat completion and returns the reply to it, as
 `post_chat_completion` does. Bodies that differ only in their messages, arriving while the
@@ -115,8 +116,8 @@ class Coalescer:
         """The reply to one chat completion body, sent in a batch where others join it."""
         from magicore.agents.transport import post_chat_completion
 
-        if not self.supported or any(name in payload for name in _UNBATCHABLE):
-            return await post_chat_completion(self.model, payload)
+        if not self.supported or (payload.get("n") or 1) > 1 or any(name in payload for name in _UNBATCHABLE):
+            return await post_chat_completion(self.model, payload)  # vLLM batches n = 1 only
         run = _run()
         params = {name: value for name, value in payload.items() if name != "messages"}
         described = json.dumps(params, sort_keys=True, default=str)

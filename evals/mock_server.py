@@ -84,9 +84,9 @@ class MockServer:
         return web.json_response({"object": "list", "data": [{"id": self.settings.model, "object": "model"}]})
 
     async def _batch(self, request: web.Request) -> web.StreamResponse:
-        """vLLM's batch endpoint: `messages` is a list of conversations; the reply has `n`
-        choices per conversation, each with its conversation's index, and the usage of all;
-        one conversation the server refuses fails the whole batch."""
+        """vLLM's batch endpoint (as in vLLM 0.32): `messages` is a list of conversations, `n`
+        must be 1; the reply has a choice per conversation, each with its conversation's index,
+        and the usage of all; one conversation the server refuses fails the whole batch."""
         s = self.settings
         body = await request.json()
         s.requests.append(body)
@@ -98,6 +98,8 @@ class MockServer:
             return web.json_response({"error": {"message": f"batch endpoint answers {s.batch_status}",
                                                 "type": "BatchError"}}, status=s.batch_status)  # fmt: skip
         refused = [name for name in ("stream", *s.batch_refuses) if body.get(name)]
+        if (body.get("n") or 1) != 1:
+            refused.insert(0, "n > 1")  # vLLM 0.32: "The n parameter must be 1"
         if refused:
             return web.json_response({"error": {"message": f"{refused[0]} is not supported in batch mode",
                                                 "type": "BadRequestError"}}, status=400)  # fmt: skip
@@ -107,8 +109,7 @@ class MockServer:
         words = [sum(len(str(m.get("content", "")).split()) for m in c) for c in conversations]
         if s.reject_prompt_over is not None and max(words, default=0) > s.reject_prompt_over:
             return _too_long()
-        n = int(body.get("n") or 1) if s.honour_n else 1
-        texts = [[self._text({**body, "messages": c}) for _ in range(n)] for c in conversations]
+        texts = [[self._text({**body, "messages": c})] for c in conversations]
         out_tokens = [len(t.split()) for own in texts for t in own]
         delay = s.latency + (max(out_tokens, default=0) / s.tokens_per_second if s.tokens_per_second else 0.0)
         if delay:
