@@ -79,6 +79,7 @@ class _Pending:
 @dataclass
 class _Group:
     params: dict
+    described: str  # `params` as sorted JSON: what a refusal of them is remembered by
     opened: float  # the loop's time at its first member
     members: list[_Pending] = field(default_factory=list)
     seen: int = 0  # members when the last flush check was scheduled
@@ -92,6 +93,11 @@ class Stats:
     batched: int = 0  # conversations sent in batches of two or more
     single: int = 0  # conversations sent alone
     fallbacks: int = 0  # batches sent again one by one
+
+    @property
+    def saved(self) -> int:
+        """HTTP requests batching saved: calls made minus this is what went over the wire."""
+        return self.batched - self.batches
 
 
 class Coalescer:
@@ -118,17 +124,19 @@ class Coalescer:
 
         if not self.supported or (payload.get("n") or 1) > 1 or any(name in payload for name in _UNBATCHABLE):
             return await post_chat_completion(self.model, payload)  # vLLM batches n = 1 only
-        run = _run()
+        config = _config()
+        run = _run(config)
         params = {name: value for name, value in payload.items() if name != "messages"}
         described = json.dumps(params, sort_keys=True, default=str)
         if run is None or described in self._refused:  # no run to keep its usage apart: alone
             return await post_chat_completion(self.model, payload)
         # never mix calls counted apart: runs, graph nodes, `track_usage` scopes
-        key = f"{run} {_node()} {id(active_handlers())} {described}"
+        node = (config.get("metadata") or {}).get("langgraph_node")  # a node's calls count under one role
+        key = f"{run} {node} {id(active_handlers())} {described}"
         loop = asyncio.get_running_loop()
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(params, loop.time())
+            group = self._groups[key] = _Group(params, described, loop.time())
             loop.call_soon(self._check, key, group)
         pending = _Pending(payload["messages"], loop.create_future())
         group.members.append(pending)
@@ -158,15 +166,16 @@ class Coalescer:
         members = [m for m in group.members if not m.future.done()]  # a cancelled branch left
         if not members:
             return
-        task = asyncio.ensure_future(self._send(group.params, members))
+        task = asyncio.ensure_future(self._send(group, members))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         for m in members:
             m.batch, m.task = members, task
 
-    async def _send(self, params: dict, members: list[_Pending]) -> None:
+    async def _send(self, group: _Group, members: list[_Pending]) -> None:
         from magicore.agents.transport import post_chat_completion
 
+        params = group.params
         try:
             if len(members) == 1 or not self.supported:
                 await self._one_by_one(params, members)
@@ -184,7 +193,7 @@ class Coalescer:
                     self.stats.fallbacks += 1
                     if await self._one_by_one(params, members) and status in (400, 422):
                         # every call went through alone: the endpoint refuses these parameters
-                        self._refused.add(json.dumps(params, sort_keys=True, default=str))
+                        self._refused.add(group.described)
                     return
                 for m in members:  # timed out, unreachable or busy: what each call would have met
                     _settle(m.future, error=_own_copy(error))
@@ -307,24 +316,20 @@ def run_scope() -> Iterator[None]:
 
 
 def _config() -> dict:
+    """The LangChain/LangGraph run config the call is made in (empty outside any run)."""
     from langchain_core.runnables.config import var_child_runnable_config
 
     return var_child_runnable_config.get() or {}
 
 
-def _run() -> str | None:
+def _run(config: dict) -> str | None:
     """The run the call belongs to: a `run_scope`, else the LangGraph thread it runs in (the
     LangGraph server gives every run one), else None (the call is sent alone)."""
     scope = _scope.get()
     if scope is not None:
         return f"scope {id(scope)}"
-    thread = (_config().get("configurable") or {}).get("thread_id")
+    thread = (config.get("configurable") or {}).get("thread_id")
     return None if thread is None else f"thread {thread}"
-
-
-def _node() -> str | None:
-    """The LangGraph node the call is made from (its calls are counted under one role)."""
-    return (_config().get("metadata") or {}).get("langgraph_node")
 
 
 #: Per event loop: {id(model): its coalescer}; an entry goes when its model does.

@@ -51,9 +51,12 @@ def _huge(text: str) -> str:
     return steps + text
 
 
+def _error(message: str, status: int = 400, kind: str = "BadRequestError") -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+
+
 def _too_long() -> web.Response:
-    return web.json_response({"error": {"message": "a prompt is longer than the model's context",
-                                        "type": "BadRequestError"}}, status=400)  # fmt: skip
+    return _error("a prompt is longer than the model's context")
 
 
 class MockServer:
@@ -92,17 +95,14 @@ class MockServer:
         s.requests.append(body)
         conversations = body.get("messages")
         if not isinstance(conversations, list) or not all(isinstance(c, list) for c in conversations):
-            return web.json_response({"error": {"message": "messages must be a list of conversations",
-                                                "type": "BadRequestError"}}, status=400)  # fmt: skip
+            return _error("messages must be a list of conversations")
         if s.batch_status is not None:
-            return web.json_response({"error": {"message": f"batch endpoint answers {s.batch_status}",
-                                                "type": "BatchError"}}, status=s.batch_status)  # fmt: skip
+            return _error(f"batch endpoint answers {s.batch_status}", s.batch_status, "BatchError")
         refused = [name for name in ("stream", *s.batch_refuses) if body.get(name)]
         if (body.get("n") or 1) != 1:
             refused.insert(0, "n > 1")  # vLLM 0.32: "The n parameter must be 1"
         if refused:
-            return web.json_response({"error": {"message": f"{refused[0]} is not supported in batch mode",
-                                                "type": "BadRequestError"}}, status=400)  # fmt: skip
+            return _error(f"{refused[0]} is not supported in batch mode")
         failed = await self._failure(request)
         if failed is not None:
             return failed
@@ -172,7 +172,7 @@ class MockServer:
         if s.mode == "hang":
             await asyncio.sleep(3600)
         if s.mode == "error500":
-            return web.json_response({"error": {"message": "model crashed", "type": "server_error"}}, status=500)
+            return _error("model crashed", 500, "server_error")
         if s.mode == "rate_limited" and (s.failures is None or len(s.requests) <= s.failures):
             return web.json_response({"error": {"message": "rate limit reached", "type": "rate_limit"}}, status=429,
                                      headers={"Retry-After": f"{s.retry_after:g}"})  # fmt: skip

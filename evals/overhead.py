@@ -206,7 +206,7 @@ async def run_case(model, method: str, *, k: int, problems: int, concurrency: in
     solve_n = k if all(w[0][1] == 1 for w in per_problem) else 1
     requests = sum(r.requests for r in results)
     after = await _coalescer_stats(model)
-    http = requests - (after.batched - batching.batched) + (after.batches - batching.batches)
+    http = requests - (after.saved - batching.saved)
     return Case(label or method, method, k, problems, concurrency, wall, critical, bounded, http_requests=http,
                 requests=requests, llm_calls=sum(r.llm_calls for r in results),
                 waves=waves, rounds=sum(r.rounds for r in results) / len(results), cpu=cpu,

@@ -43,6 +43,12 @@ async def _ask(model, questions, **params):
                                     return_exceptions=True)  # fmt: skip
 
 
+def _start(model, questions) -> list[asyncio.Task]:
+    """The questions' calls started as one run's, left running."""
+    with run_scope():
+        return [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in questions]
+
+
 def test_concurrent_calls_go_out_as_one_batch_and_each_gets_its_own_answer():
     settings = MockSettings(latency=0.05, reply=echo)
     questions = [f"question {i} " + "word " * i for i in range(20)]
@@ -232,8 +238,7 @@ def test_a_cancelled_call_leaves_the_others_of_its_batch_answered():
         model = _model(server)
 
         async def run():
-            with run_scope():
-                tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
+            tasks = _start(model, "abc")
             await asyncio.sleep(0.05)  # the batch is on its way
             tasks[1].cancel()
             return await asyncio.gather(*tasks, return_exceptions=True)
@@ -266,8 +271,7 @@ def test_a_batch_whose_calls_are_all_cancelled_stops_its_request():
         model = _model(server)
 
         async def run():
-            with run_scope():
-                tasks = [asyncio.ensure_future(llm.sample(model, [("user", q)])) for q in "abc"]
+            tasks = _start(model, "abc")
             await asyncio.sleep(0.2)  # the batch is on its way
             coalescing = await coalescer(model)
             assert len(coalescing._tasks) == 1

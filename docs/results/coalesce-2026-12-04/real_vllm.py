@@ -34,7 +34,7 @@ async def one_run(url: str, coalesce: bool, problems: int, k: int, rounds: int) 
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     calls = sum(r.requests for r in results)
     stats = (await coalescer(model)).stats
-    http = calls - stats.batched + stats.batches
+    http = calls - stats.saved
     return {"coalesce": coalesce, "wall": wall, "calls": calls, "http": http, "cpu_ms_per_call": 1000 * cpu / calls,
             "rounds": sum(r.rounds for r in results) / problems}
 
