@@ -43,6 +43,18 @@ class MockSettings:
     batch_refuses: tuple[str, ...] = ()  # request fields the batch endpoint refuses (400)
     batch_status: int | None = None  # the batch endpoint answers every request with this status
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Replies made while their client was still connected (a cancelled client's request, even one
+    # that reaches the server after the cancel, is not among them), and requests being handled.
+    answered: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    generation: int = 0  # what clear() counts: requests from before it are not counted in these
+
+    def clear(self) -> None:
+        """Forget the requests seen so far, and those still being handled."""
+        self.requests.clear()
+        self.answered.clear()
+        self.in_flight = 0
+        self.generation += 1
 
 
 def _huge(text: str) -> str:
@@ -76,12 +88,26 @@ class MockServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._record])
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
         if self.settings.batch_endpoint:
             app.router.add_post("/v1/chat/completions/batch", self._batch)
         return app
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler) -> web.StreamResponse:
+        s = self.settings
+        generation = s.generation
+        s.in_flight += 1
+        try:
+            response = await handler(request)
+        finally:
+            if s.generation == generation:
+                s.in_flight -= 1
+        if s.generation == generation and request.transport is not None and not request.transport.is_closing():
+            s.answered.append(request.path)
+        return response
 
     async def _models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.settings.model, "object": "model"}]})

@@ -16,6 +16,7 @@ from magicore.graphs.result import RunResult
 from magicore.graphs.state import USAGE_KEYS, Calibration
 from magicore.graphs.tracing import record_result, trace_id_of, workflow_span
 from magicore.tools import inflight
+from magicore.tools.cancellation import cancel_once
 from magicore.tools.rewards.base import RewardModel
 from magicore.tools.run_sync import run_sync
 
@@ -87,17 +88,24 @@ async def asolve(
     with workflow_span(method_name, question, session_id=session_id) as span, inflight.track() as servers, \
             run_scope():  # a batch of model calls never mixes two runs' usage (agents/coalesce.py)
         started = time.perf_counter()
-        state: dict[str, Any] = {}
         modes = ["custom", "values", *(["messages"] if on_token is not None else [])]
-        async for mode, payload in graph.astream(inputs, run_config, stream_mode=modes):
-            if mode == "custom" and on_event is not None:
-                on_event(payload)
-            elif mode == "values":
-                state = payload
-            elif mode == "messages" and on_token is not None:
-                token = token_event(*payload)
-                if token is not None:
-                    on_token(token)
+
+        async def run() -> dict[str, Any]:
+            state: dict[str, Any] = {}
+            async for mode, payload in graph.astream(inputs, run_config, stream_mode=modes):
+                if mode == "custom" and on_event is not None:
+                    on_event(payload)
+                elif mode == "values":
+                    state = payload
+                elif mode == "messages" and on_token is not None:
+                    token = token_event(*payload)
+                    if token is not None:
+                        on_token(token)
+            return state
+
+        # Cancelled (a client gone, a cancel scope, Ctrl-C), the run stops its running model calls
+        # before this returns, however often the cancellation is repeated (tools/cancellation.py).
+        state = await cancel_once(run())
         result = result_from_state(question, method_name, state, time.perf_counter() - started)
         result.trace_id = trace_id_of(span)
         result.inflight = inflight.reports(servers)

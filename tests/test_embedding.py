@@ -240,6 +240,39 @@ async def test_an_interrupt_in_a_notebook_cell_stops_solve_at_once():
     assert not [c for c in calls if c > interrupted + 0.1]
 
 
+async def test_a_cancel_scope_that_cancels_again_and_again_leaves_no_model_call_running():
+    """anyio's cancel scopes (Starlette's streaming responses, structured-concurrency apps) cancel
+    a task again on every turn of the loop until it ends; LangGraph stops unwinding a run at the
+    second one, leaving the running node's model call going. `asolve` passes the cancellation on
+    once and returns when the run has unwound: the call in flight is dropped, none starts later."""
+    import anyio
+
+    started: list[str] = []
+
+    class Watched(RoleScriptedModel):
+        async def _agenerate(self, messages, *args, **kwargs):
+            started.append(messages[-1].content[:20])
+            return await super()._agenerate(messages, *args, **kwargs)
+
+    model = Watched({"solver": lambda n, _m: solution("8"), "feedback": lambda n, _m: "Revise it.",
+                     "revise": lambda n, _m: solution("8")}, delay=0.3)  # fmt: skip
+    graph = build_graph("self-refine", model=model, config=MethodConfig(self_refine_rounds=4))  # 9 calls
+
+    async def cancel_during_the_feedback(scope: anyio.CancelScope) -> None:
+        while len(started) < 2:  # the draft is written, the feedback is being asked for
+            await asyncio.sleep(0.01)
+        scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        canceller = asyncio.ensure_future(cancel_during_the_feedback(scope))
+        await magicore.asolve("What is 4 + 4?", graph=graph)
+    await canceller
+    assert scope.cancelled_caught
+    answered = len(model.requests)  # the scripted model records a call when it answers
+    await asyncio.sleep(0.6)
+    assert len(started) == 2 and answered == len(model.requests) == 1, started
+
+
 def test_a_synchronous_parent_graph_runs_the_subgraph():
     g = StateGraph(ParentState)
     g.add_node("magicore", graph_of(scripted(["8", "8", "8", "5"])))

@@ -33,7 +33,7 @@ def model(mock):
     """The mock model server, reset to answering at once with the default solution."""
     s = mock.settings
     s.mode, s.latency, s.honour_n = "ok", 0.0, True
-    s.requests.clear()
+    s.clear()
     return mock
 
 
@@ -388,9 +388,18 @@ def test_a_client_leaving_mid_stream_cancels_the_run(server, model):
     left = time.monotonic()
     assert wait_for(lambda: server.health()["runs"]["active"] == 0, 3.0)
     assert time.monotonic() - left < 3.0
-    calls = len(model.settings.requests)
+    assert_no_model_call_after_the_cancel(model)
+
+
+def assert_no_model_call_after_the_cancel(model) -> None:
+    """Only the draft was answered: the call in flight at the cancel (the feedback) was dropped,
+    and none was made after it. The feedback's request can reach the model server after the run
+    is reported ended on a busy machine, so its arrival is no evidence; its reply finding nobody
+    to read it is. A run that went on would have its next call answered within a second."""
+    s = model.settings
     time.sleep(2.5)
-    assert len(model.settings.requests) == calls <= 3  # no model call after the run was cancelled
+    assert wait_for(lambda: s.in_flight == 0, 5.0)
+    assert s.answered == ["/v1/chat/completions"] and len(s.requests) <= 2, (s.answered, len(s.requests))
 
 
 def test_a_client_leaving_a_plain_request_cancels_the_run(server, model):
@@ -399,9 +408,7 @@ def test_a_client_leaving_a_plain_request_cancels_the_run(server, model):
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.base_url + "/chat/completions", json=body, timeout=1.5)
     assert wait_for(lambda: server.health()["runs"]["active"] == 0, 3.0)
-    calls = len(model.settings.requests)
-    time.sleep(2.5)
-    assert len(model.settings.requests) == calls <= 3
+    assert_no_model_call_after_the_cancel(model)
 
 
 # Conversations and tracing

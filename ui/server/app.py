@@ -193,7 +193,9 @@ class Turn:
         if self.task is not None and not self.task.done():
             log.info("the client of %s went away; its run was cancelled", self.id)
             self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+            # asyncio.wait, not gather: sse-starlette's cancel scope cancels this coroutine again
+            # and again, and gather would pass each of those on to the run (tools/cancellation.py)
+            await asyncio.wait({self.task})
 
     async def run(self, on_event: Callable[[dict], None] | None = None):
         """Solve the question in its conversation's context and keep the turn; the RunResult."""
