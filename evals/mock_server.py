@@ -48,13 +48,16 @@ class MockSettings:
     answered: list[str] = field(default_factory=list)
     in_flight: int = 0
     generation: int = 0  # what clear() counts: requests from before it are not counted in these
+    # the server's thread and the test's both touch these counts
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def clear(self) -> None:
         """Forget the requests seen so far, and those still being handled."""
-        self.requests.clear()
-        self.answered.clear()
-        self.in_flight = 0
-        self.generation += 1
+        with self.lock:
+            self.generation += 1
+            self.requests.clear()
+            self.answered.clear()
+            self.in_flight = 0
 
 
 def _huge(text: str) -> str:
@@ -98,15 +101,18 @@ class MockServer:
     @web.middleware
     async def _record(self, request: web.Request, handler) -> web.StreamResponse:
         s = self.settings
-        generation = s.generation
-        s.in_flight += 1
+        with s.lock:
+            generation = s.generation
+            s.in_flight += 1
         try:
             response = await handler(request)
         finally:
-            if s.generation == generation:
-                s.in_flight -= 1
-        if s.generation == generation and request.transport is not None and not request.transport.is_closing():
-            s.answered.append(request.path)
+            connected = request.transport is not None and not request.transport.is_closing()
+            with s.lock:
+                if s.generation == generation:
+                    s.in_flight -= 1
+                    if connected:
+                        s.answered.append(request.path)
         return response
 
     async def _models(self, _request: web.Request) -> web.Response:

@@ -12,21 +12,25 @@ ended. No library offers "pass a cancellation on once and wait out the rest", he
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:
     """Await `coro` in a task of its own. If the caller is cancelled, the task is cancelled once
     and the caller waits until it has ended (later cancellations only wait), then raises
-    CancelledError: when this returns or raises, nothing of `coro` is still running."""
+    CancelledError. When this returns or raises, `coro` has unwound: for a graph run, no node is
+    running and no model call of it is in flight (work a node handed to a thread, such as a
+    sandboxed program, still ends by its own time limit)."""
     task = asyncio.ensure_future(coro)  # the task copies this context: the run's span, scopes, config
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if task.done():  # the coroutine itself was cancelled, from inside
+        if task.done():  # it ended in the same turn (cancelled from inside, or done): nothing to wait for
             raise
         task.cancel()
         while not task.done():
@@ -34,6 +38,7 @@ async def cancel_once(coro: Coroutine[Any, Any, T]) -> T:
                 await asyncio.wait({task})
             except asyncio.CancelledError:
                 continue  # the unwinding is under way; cutting it short would leave a node running
-        if not task.cancelled():
-            task.exception()  # an error while unwinding is not news to anyone: the caller was cancelled
+        if not task.cancelled() and task.exception() is not None:
+            # the caller was cancelled and gets its CancelledError; the error is logged, not lost
+            log.debug("an error while a cancelled run unwound", exc_info=task.exception())
         raise

@@ -190,12 +190,14 @@ class Turn:
 
     async def cancel(self) -> None:
         """Cancel the run if it is still going, and wait until it has unwound."""
-        if self.task is not None and not self.task.done():
+        if self.task is None or self.task.done():
+            return
+        if not self.task.cancelling():  # the stream's end and its background task both come here
             log.info("the client of %s went away; its run was cancelled", self.id)
             self.task.cancel()
-            # asyncio.wait, not gather: sse-starlette's cancel scope cancels this coroutine again
-            # and again, and gather would pass each of those on to the run (tools/cancellation.py)
-            await asyncio.wait({self.task})
+        # asyncio.wait, not gather: sse-starlette's cancel scope cancels this coroutine again and
+        # again, and gather would pass each of those on to the run (tools/cancellation.py)
+        await asyncio.wait({self.task})
 
     async def run(self, on_event: Callable[[dict], None] | None = None):
         """Solve the question in its conversation's context and keep the turn; the RunResult."""
