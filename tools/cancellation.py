@@ -6,7 +6,8 @@ it ends, and `asyncio.gather` passes each of those cancellations on to what it w
 LangGraph unwinds a cancelled `astream` in a task of its own (its loop's exit: cancel the running
 nodes, wait for them) and gives up waiting for that when cancelled a second time, so a node whose
 cancellation was not yet delivered keeps running, and its model call is made after the run has
-ended. No library offers "pass a cancellation on once and wait out the rest", hence this helper.
+ended (langchain-ai/langgraph#5682, open, as of LangGraph 1.2.24). No library offers "pass a
+cancellation on once and wait out the rest", hence this helper.
 """
 
 from __future__ import annotations
