@@ -66,8 +66,8 @@ def _huge(text: str) -> str:
     return steps + text
 
 
-def _error(message: str, status: int = 400, kind: str = "BadRequestError") -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+def _error(message: str, status: int = 400, kind: str = "BadRequestError", headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status, headers=headers)
 
 
 def _too_long() -> web.Response:
@@ -206,8 +206,7 @@ class MockServer:
         if s.mode == "error500":
             return _error("model crashed", 500, "server_error")
         if s.mode == "rate_limited" and (s.failures is None or len(s.requests) <= s.failures):
-            return web.json_response({"error": {"message": "rate limit reached", "type": "rate_limit"}}, status=429,
-                                     headers={"Retry-After": f"{s.retry_after:g}"})  # fmt: skip
+            return _error("rate limit reached", 429, "rate_limit", {"Retry-After": f"{s.retry_after:g}"})
         if s.mode == "malformed":
             return web.Response(text="{this is not json", content_type="application/json")
         if s.mode in ("no_choices", "empty_choices"):

@@ -12,21 +12,16 @@ records only and changes nothing. Usage, from the repository root:
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import sys
 from pathlib import Path
 
+from magicore.evals.bench_store import load_results
 from magicore.evals.datasets import load_problems
 from magicore.evals.humaneval import passes_hidden_tests
 
 RUN = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "humaneval-qwen2.5-coder-1.5b")
 K = 4
-
-
-def records(config: str) -> dict[str, dict]:
-    with open(RUN / f"{config}.jsonl") as f:
-        return {(r := json.loads(line))["id"]: r for line in f}
 
 
 async def passes(problem, program: str | None) -> bool:
@@ -35,7 +30,7 @@ async def passes(problem, program: str | None) -> bool:
 
 async def main() -> None:
     problems = {p.id: p for p in load_problems("humaneval")}
-    ablation, magicore, sampled = records("magicore-all@4"), records("magicore@4"), records("sc@4")
+    ablation, magicore, sampled = (load_results(RUN, c) for c in ("magicore-all@4", "magicore@4", "sc@4"))
     sampled_passing = sampled_count = refined_passing = refined_count = more = fewer = 0
     missed = []
     for pid, record in ablation.items():

@@ -10,11 +10,11 @@ changes nothing. Usage, from the repository root:
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 
+from magicore.evals.bench_store import load_results
 from magicore.evals.datasets import load_problems
 from magicore.tools.answers import answers_match
 
@@ -22,15 +22,9 @@ RUN = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "math50
 K = 4
 
 
-def records(config: str) -> dict[str, dict]:
-    """The last record of each problem (a retried error is followed by its new record)."""
-    with open(RUN / f"{config}.jsonl") as f:
-        return {(r := json.loads(line))["id"]: r for line in f}
-
-
 def main() -> None:
     problems = {p.id: p for p in load_problems("math500")}
-    ablation, magicore, sampled = records("magicore-all@4"), records("magicore@4"), records("sc@4")
+    ablation, magicore, sampled = (load_results(RUN, c) for c in ("magicore-all@4", "magicore@4", "sc@4"))
     chains = Counter()  # (draft right, refinement right) per refined chain
     problems_more = problems_fewer = 0
     for pid, record in ablation.items():
